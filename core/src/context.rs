@@ -1,0 +1,205 @@
+//! [`Context`]: what a handler sees of the runtime, and where its effects are
+//! captured. Nothing here touches a queue or a store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::{Codec, CodecExt};
+use crate::env::Env;
+use crate::error::HandlerError;
+use crate::message::{DedupToken, Envelope, Message, MessageId};
+use crate::transport::Outgoing;
+
+/// Publish/subscribe routing: which endpoints receive each published type.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    subscribers: HashMap<String, Vec<String>>,
+}
+
+impl Routes {
+    /// No subscriptions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Subscribes `endpoint` to messages of type `M`.
+    pub fn subscribe<M: Message>(mut self, endpoint: impl Into<String>) -> Self {
+        let endpoint = endpoint.into();
+        let subs = self.subscribers.entry(M::TYPE.to_owned()).or_default();
+        if !subs.contains(&endpoint) {
+            subs.push(endpoint);
+        }
+        self
+    }
+
+    /// The endpoints subscribed to a message type.
+    pub fn subscribers(&self, message_type: &str) -> &[String] {
+        self.subscribers
+            .get(message_type)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The incoming message's identity, as a handler may read it.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    pub id: MessageId,
+    pub correlation_id: Option<MessageId>,
+    pub reply_to: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Incoming {
+    pub(crate) fn of(envelope: &Envelope) -> Self {
+        Self {
+            id: envelope.id,
+            correlation_id: envelope.correlation_id,
+            reply_to: envelope.reply_to.clone(),
+            headers: envelope.headers.clone(),
+        }
+    }
+}
+
+/// A handler's view of the runtime. Effects are captured here, given ids at
+/// capture time, and committed with the new state in one conditional write;
+/// they are sent only after that commit.
+pub struct Context {
+    endpoint: String,
+    record_key: String,
+    incoming: Incoming,
+    env: Env,
+    codec: Arc<dyn Codec>,
+    routes: Arc<Routes>,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        endpoint: &str,
+        record_key: &str,
+        incoming: Incoming,
+        env: Env,
+        codec: Arc<dyn Codec>,
+        routes: Arc<Routes>,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            record_key: record_key.to_owned(),
+            incoming,
+            env,
+            codec,
+            routes,
+            outgoing: Vec::new(),
+        }
+    }
+
+    /// The id of the message being handled.
+    pub fn message_id(&self) -> MessageId {
+        self.incoming.id
+    }
+
+    /// The conversation id (the incoming correlation id, or its own id).
+    pub fn correlation_id(&self) -> MessageId {
+        self.incoming.correlation_id.unwrap_or(self.incoming.id)
+    }
+
+    /// A header of the incoming message.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.incoming.headers.get(name).map(String::as_str)
+    }
+
+    /// The endpoint handling the message.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The current time, ms since the epoch (from the injected clock).
+    pub fn now_millis(&self) -> u64 {
+        self.env.now_millis()
+    }
+
+    /// A fresh id from the injected randomness (reproducible under test).
+    pub fn new_id(&self) -> MessageId {
+        self.env.new_id()
+    }
+
+    /// The codec bodies and state use.
+    pub fn codec(&self) -> &Arc<dyn Codec> {
+        &self.codec
+    }
+
+    /// Captures a message to `destination`; returns its id.
+    pub fn send<M: Message>(
+        &mut self,
+        destination: &str,
+        message: &M,
+    ) -> Result<MessageId, HandlerError> {
+        self.send_delayed(destination, message, Duration::ZERO)
+    }
+
+    /// Captures a message to `destination`, delivered after `delay`.
+    pub fn send_delayed<M: Message>(
+        &mut self,
+        destination: &str,
+        message: &M,
+        delay: Duration,
+    ) -> Result<MessageId, HandlerError> {
+        let envelope = self.envelope(destination, message)?;
+        let id = envelope.id;
+        self.outgoing.push(Outgoing {
+            queue: destination.to_owned(),
+            envelope,
+            delay,
+        });
+        Ok(id)
+    }
+
+    /// Captures one copy of `message` for every endpoint subscribed to its
+    /// type (see [`Routes`]); each copy has its own id and token.
+    pub fn publish<M: Message>(&mut self, message: &M) -> Result<Vec<MessageId>, HandlerError> {
+        let routes = Arc::clone(&self.routes);
+        routes
+            .subscribers(M::TYPE)
+            .iter()
+            .map(|endpoint| self.send(endpoint, message))
+            .collect()
+    }
+
+    /// Captures a reply to the endpoint that sent the incoming message.
+    pub fn reply<M: Message>(&mut self, message: &M) -> Result<MessageId, HandlerError> {
+        let to = self.incoming.reply_to.clone().ok_or_else(|| {
+            HandlerError::Routing("the incoming message names no reply_to endpoint".into())
+        })?;
+        self.send(&to, message)
+    }
+
+    fn envelope<M: Message>(
+        &self,
+        destination: &str,
+        message: &M,
+    ) -> Result<Envelope, HandlerError> {
+        let id = self.env.new_id();
+        Ok(Envelope {
+            id,
+            message_type: M::TYPE.to_owned(),
+            destination: destination.to_owned(),
+            headers: BTreeMap::new(),
+            correlation_id: Some(self.correlation_id()),
+            causation_id: Some(self.incoming.id),
+            reply_to: Some(self.endpoint.clone()),
+            // The token lives in this entity's own record and is created by
+            // the same write that commits this attempt (TokensBounded).
+            token: Some(DedupToken {
+                record: self.record_key.clone(),
+                id,
+            }),
+            content_type: self.codec.content_type().to_owned(),
+            body: self.codec.encode(message)?,
+        })
+    }
+
+    pub(crate) fn into_outgoing(self) -> Vec<Outgoing> {
+        self.outgoing
+    }
+}

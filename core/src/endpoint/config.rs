@@ -1,0 +1,87 @@
+//! Endpoint settings and their defaults.
+
+use std::time::Duration;
+
+use crate::protocol::Mutant;
+
+/// How failed attempts are retried before a message is error-queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries in the same worker, right away (after a short jitter).
+    pub immediate: u32,
+    /// Upper bound of the jitter between immediate retries.
+    pub immediate_backoff: Duration,
+    /// Retries later, by re-queueing a copy with a delay.
+    pub delayed: u32,
+    /// Delay before the first delayed retry; doubles each time.
+    pub delayed_backoff: Duration,
+    /// Cap on the delayed-retry delay.
+    pub max_delay: Duration,
+    /// Lost commit races tolerated in one delivery before it counts as failed.
+    pub conflict_limit: u32,
+    /// Back-off unit between conflicting attempts (jittered, grows linearly).
+    pub conflict_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            immediate: 3,
+            immediate_backoff: Duration::from_millis(50),
+            delayed: 3,
+            delayed_backoff: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            conflict_limit: 100,
+            conflict_backoff: Duration::from_millis(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No waiting anywhere (tests and fault harnesses).
+    pub fn no_delays() -> Self {
+        Self {
+            immediate_backoff: Duration::ZERO,
+            delayed_backoff: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            conflict_backoff: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}
+
+/// An endpoint's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Deliveries handled at once.
+    pub concurrency: usize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Identity-inbox fallback for tokenless producers: how long processed
+    /// ids are remembered. `None`: tokenless messages are error-queued.
+    pub inbox_retention: Option<Duration>,
+    /// Where poison messages go.
+    pub error_queue: String,
+    /// How long one receive call waits for a message.
+    pub receive_wait: Duration,
+    /// How often the endpoint's sweeper runs.
+    pub sweep_interval: Duration,
+    /// Entries younger than this are left to the worker that committed them.
+    pub sweep_min_age: Duration,
+    pub(crate) mutant: Option<Mutant>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            retry: RetryPolicy::default(),
+            inbox_retention: None,
+            error_queue: "error".into(),
+            receive_wait: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(2),
+            sweep_min_age: Duration::from_secs(2),
+            mutant: None,
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! [`Endpoint`]: handlers bound to a queue, a store and a transport, run by N
+//! concurrent workers and a sweeper.
+
+mod config;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+pub use config::{Config, RetryPolicy};
+
+use crate::codec::{Codec, Json};
+use crate::context::Routes;
+use crate::env::Env;
+use crate::error::InvalidName;
+use crate::handler::{Erased, ErasedHandler, Handler};
+use crate::message::Message;
+use crate::protocol::{Core, Outcome, Probe, Stats, Sweeper};
+use crate::record::{ENTITY_PREFIX, validate_name};
+use crate::store::Store;
+use crate::transport::{Delivery, Transport};
+
+/// A named endpoint: receives from the queue of the same name and handles
+/// each message exactly once per entity. Cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use exactly::{Endpoint, MemoryStore, MemoryTransport, Message, Sender, handler_fn};
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize)]
+/// struct Deposit { account: String, cents: u64 }
+/// impl Message for Deposit { const TYPE: &'static str = "Deposit"; }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = Arc::new(MemoryStore::new());
+/// let transport = Arc::new(MemoryTransport::new());
+/// let accounts = Endpoint::builder("accounts", store.clone(), transport.clone())
+///     .handler(handler_fn(
+///         |m: &Deposit| m.account.clone(),
+///         |balance: &mut u64, m: Deposit, _ctx| { *balance += m.cents; Ok(()) },
+///     ))
+///     .build()
+///     .unwrap();
+///
+/// let sender = Sender::new("teller", store.clone(), transport.clone()).unwrap();
+/// sender.send("accounts", &Deposit { account: "a1".into(), cents: 500 }).await.unwrap();
+///
+/// let delivery = accounts.receive_one().await.unwrap().expect("a message");
+/// assert_eq!(accounts.handle_delivery(delivery).await, exactly::Outcome::Processed);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Endpoint {
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.core.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Endpoint`].
+pub struct EndpointBuilder {
+    name: String,
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    duplicate_types: Vec<&'static str>,
+    codec: Arc<dyn Codec>,
+    routes: Arc<Routes>,
+    env: Env,
+    config: Config,
+}
+
+impl EndpointBuilder {
+    /// Registers the handler for messages of type `M`.
+    pub fn handler<M: Message, H: Handler<M>>(mut self, handler: H) -> Self {
+        let erased: Arc<dyn ErasedHandler> = Arc::new(Erased::<M, H>::new(handler));
+        if self.handlers.insert(M::TYPE.to_owned(), erased).is_some() {
+            self.duplicate_types.push(M::TYPE);
+        }
+        self
+    }
+
+    /// Uses another codec for bodies and state (default: JSON).
+    pub fn codec(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Publish/subscribe routes for [`Context::publish`](crate::Context::publish).
+    pub fn routes(mut self, routes: Arc<Routes>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// Injects time and randomness (default: system clock, OS randomness).
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Deliveries handled at once (default 8).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Accepts tokenless messages, deduplicated by an identity inbox that
+    /// remembers processed ids for `retention`. A copy that arrives later
+    /// than that is processed again: see `docs/protocol.md`.
+    pub fn inbox_retention(mut self, retention: Duration) -> Self {
+        self.config.inbox_retention = Some(retention);
+        self
+    }
+
+    /// The error queue's name (default `error`).
+    pub fn error_queue(mut self, queue: impl Into<String>) -> Self {
+        self.config.error_queue = queue.into();
+        self
+    }
+
+    /// How often the sweeper runs and how old an entry must be for it.
+    pub fn sweep(mut self, interval: Duration, min_age: Duration) -> Self {
+        self.config.sweep_interval = interval;
+        self.config.sweep_min_age = min_age;
+        self
+    }
+
+    /// How long one receive call waits (default 1 s).
+    pub fn receive_wait(mut self, wait: Duration) -> Self {
+        self.config.receive_wait = wait;
+        self
+    }
+
+    /// Selects a deliberately broken protocol variant (harness only).
+    #[cfg(feature = "harness")]
+    #[doc(hidden)]
+    pub fn mutant(mut self, mutant: Option<crate::protocol::Mutant>) -> Self {
+        self.config.mutant = mutant;
+        self
+    }
+
+    /// Checks the settings and builds the endpoint.
+    pub fn build(self) -> Result<Endpoint, InvalidName> {
+        validate_name("endpoint name", &self.name)?;
+        if self.name.contains('/') {
+            return Err(InvalidName {
+                what: "endpoint name",
+                value: self.name,
+                reason: "must not contain '/'",
+            });
+        }
+        if let Some(t) = self.duplicate_types.first() {
+            return Err(InvalidName {
+                what: "message type",
+                value: (*t).to_owned(),
+                reason: "has two handlers on this endpoint",
+            });
+        }
+        Ok(Endpoint {
+            core: Arc::new(Core {
+                name: self.name,
+                store: self.store,
+                transport: self.transport,
+                handlers: self.handlers,
+                codec: self.codec,
+                routes: self.routes,
+                env: self.env,
+                config: self.config,
+                stats: Arc::default(),
+            }),
+        })
+    }
+}
+
+impl Endpoint {
+    /// Starts building an endpoint named `name` (also its queue's name).
+    pub fn builder(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        transport: Arc<dyn Transport>,
+    ) -> EndpointBuilder {
+        EndpointBuilder {
+            name: name.into(),
+            store,
+            transport,
+            handlers: HashMap::new(),
+            duplicate_types: Vec::new(),
+            codec: Arc::new(Json),
+            routes: Arc::default(),
+            env: Env::system(),
+            config: Config::default(),
+        }
+    }
+
+    /// The endpoint's name and queue.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Counters of what this endpoint did.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.core.stats
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    /// Receives at most one delivery without waiting.
+    pub async fn receive_one(&self) -> Result<Option<Delivery>, crate::TransportError> {
+        let mut got = self
+            .core
+            .transport
+            .receive(&self.core.name, 1, Duration::ZERO)
+            .await?;
+        Ok(got.pop())
+    }
+
+    /// Handles one delivery completely, ack included.
+    pub async fn handle_delivery(&self, delivery: Delivery) -> Outcome {
+        self.core.handle_delivery(delivery, None).await
+    }
+
+    /// Handles one delivery, calling `probe` before every protocol step.
+    pub async fn handle_delivery_probed(&self, delivery: Delivery, probe: &dyn Probe) -> Outcome {
+        self.core.handle_delivery(delivery, Some(probe)).await
+    }
+
+    /// A sweeper over this endpoint's entity records.
+    pub fn sweeper(&self) -> Sweeper {
+        let core = &self.core;
+        Sweeper::new(core.store.clone(), core.transport.clone())
+            .prefix(format!("{ENTITY_PREFIX}{}/", core.name))
+            .min_age(core.config.sweep_min_age)
+            .env(core.env.clone())
+            .with_stats(core.stats.clone(), core.config.mutant)
+    }
+
+    /// Runs `concurrency` workers and the sweeper until `shutdown` completes.
+    /// Deliveries in progress are finished; nothing unfinished is acked.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.core.config.concurrency {
+            let endpoint = self.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(async move { endpoint.work(stop).await });
+        }
+        let sweeper = self.sweeper();
+        let interval = self.core.config.sweep_interval;
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            sweeper
+                .run(interval, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn work(&self, mut stop: watch::Receiver<bool>) {
+        let core = &self.core;
+        while !*stop.borrow() {
+            let received = tokio::select! {
+                r = core.transport.receive(&core.name, 1, core.config.receive_wait) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match received {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
+                        core.handle_delivery(delivery, None).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(endpoint = %core.name, error = %e, "receive failed; backing off");
+                    core.env.clock.sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}

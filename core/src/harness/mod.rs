@@ -1,0 +1,291 @@
+//! The seeded fault-injection harness.
+//!
+//! Each *schedule* runs the [`workload`] on fresh endpoints over a backend,
+//! while a seeded scheduler interleaves workers one protocol step at a time
+//! and injects faults: crashes at any step, stale workers (a lease expires
+//! while its worker is paused, so a second copy runs alongside), duplicated
+//! and reordered deliveries, sweeps racing workers, transient store and
+//! transport errors, writes that commit but report failure. Then it drains to
+//! quiescence and checks, per schedule:
+//!
+//! - every logical effect applied exactly once (0 lost, 0 duplicated);
+//! - no ghost message: every message sent was in a committed outbox entry;
+//! - consistent output: every copy of a message has the committed bytes;
+//! - entity records clean without help from the sweeper, and after the
+//!   final intent sweep no `OutboxEntry` and no `DedupToken` anywhere;
+//! - nothing error-queued.
+//!
+//! A failing schedule is reported with its seed; rerun it alone with
+//! `EXACTLY_SEED=<seed>`.
+
+mod gate;
+mod recorder;
+mod schedule;
+pub mod workload;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::env::{ManualClock, Random};
+use crate::fault::{StoreFaults, TransportFaults};
+use crate::protocol::Mutant;
+use crate::store::Store;
+use crate::transport::Transport;
+
+pub use workload::Workload;
+
+/// The store and transport one schedule runs on.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The transport.
+    pub transport: Arc<dyn Transport>,
+    /// Prefix for endpoint and queue names, so schedules sharing one
+    /// database do not see each other (e.g. `s42x`). No `/`.
+    pub namespace: String,
+}
+
+/// What a backend factory gets to build one schedule's backend.
+#[derive(Clone, Debug)]
+pub struct ScheduleEnv {
+    /// The schedule's seed.
+    pub seed: u64,
+    /// The schedule's clock.
+    pub clock: Arc<ManualClock>,
+    /// The schedule's randomness (e.g. for a reordering transport).
+    pub random: Arc<dyn Random>,
+}
+
+/// Builds a fresh backend for a schedule.
+pub type BackendFactory = Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, Backend> + Send + Sync>;
+
+/// In-memory store and reordering in-memory transport, fresh per schedule.
+pub fn memory_backend() -> BackendFactory {
+    Arc::new(|env: ScheduleEnv| {
+        Box::pin(async move {
+            let transport = crate::memory::MemoryTransport::with_clock(env.clock.clone())
+                .reordering(env.random.clone())
+                .visibility_timeout(std::time::Duration::from_secs(1 << 30));
+            Backend {
+                store: Arc::new(crate::memory::MemoryStore::new()),
+                transport: Arc::new(transport),
+                namespace: String::new(),
+            }
+        })
+    })
+}
+
+/// Fault rates and the schedule shape.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Number of schedules.
+    pub schedules: u64,
+    /// Seed of the first schedule; schedule i uses `first_seed + i`.
+    pub first_seed: u64,
+    /// The messages to push through.
+    pub workload: Workload,
+    /// Scheduler ticks with faults before draining.
+    pub fault_ticks: u32,
+    /// Most workers alive at once.
+    pub max_workers: usize,
+    /// Per-tick chances, in percent.
+    pub crash_pct: u32,
+    /// Chance per tick that a live worker's lease expires (stale worker).
+    pub stale_pct: u32,
+    /// Chance per tick of re-sending a copy of an already-sent message.
+    pub duplicate_pct: u32,
+    /// Chance per tick of starting a sweeper worker.
+    pub sweep_pct: u32,
+    /// Whether that sweeper also sweeps entity records (racing the workers)
+    /// or only intent records. Off, the check that entity records end clean
+    /// shows the protocol cleans up after itself without the sweeper's help.
+    pub sweep_entities: bool,
+    /// Store faults during the fault phase.
+    pub store_faults: StoreFaults,
+    /// Transport faults during the fault phase.
+    pub transport_faults: TransportFaults,
+    /// A deliberately broken protocol variant.
+    pub mutant: Option<Mutant>,
+    /// Stop as soon as a schedule breaks one of these invariants (used by
+    /// the tests that show each mutant is caught).
+    pub stop_on: Vec<ViolationKind>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            schedules: 1_000,
+            first_seed: 1,
+            workload: Workload::default(),
+            fault_ticks: 300,
+            max_workers: 4,
+            crash_pct: 3,
+            stale_pct: 4,
+            duplicate_pct: 3,
+            sweep_pct: 2,
+            sweep_entities: false,
+            store_faults: StoreFaults {
+                unavailable_ppm: 10_000,
+                lost_ack_ppm: 10_000,
+                spurious_conflict_ppm: 10_000,
+            },
+            transport_faults: TransportFaults {
+                unavailable_ppm: 10_000,
+                duplicate_ppm: 20_000,
+                lost_ack_ppm: 10_000,
+            },
+            mutant: None,
+            stop_on: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Applies `EXACTLY_SEED` (run one schedule) and `EXACTLY_SCHEDULES`.
+    pub fn from_env(mut self) -> Self {
+        let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(seed) = var("EXACTLY_SEED") {
+            self.first_seed = seed;
+            self.schedules = 1;
+        } else if let Some(n) = var("EXACTLY_SCHEDULES") {
+            self.schedules = n;
+        }
+        self
+    }
+}
+
+/// What kind of invariant a schedule broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ViolationKind {
+    /// An effect never applied.
+    Lost,
+    /// An effect applied more than once.
+    Duplicated,
+    /// A message sent that no committed entry holds.
+    Ghost,
+    /// A copy of a message whose bytes differ from the committed ones.
+    InconsistentOutput,
+    /// An outbox entry left at quiescence.
+    LeftoverOutbox,
+    /// A token left at quiescence.
+    LeftoverToken,
+    /// A message in the error queue.
+    ErrorQueued,
+    /// The drain did not reach quiescence.
+    NoProgress,
+}
+
+/// One broken invariant in one schedule.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The schedule's seed.
+    pub seed: u64,
+    /// Which invariant.
+    pub kind: ViolationKind,
+    /// Details.
+    pub detail: String,
+}
+
+/// Faults injected across all schedules.
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct FaultCounts {
+    pub crashes: u64,
+    pub stale_workers: u64,
+    pub duplicate_deliveries: u64,
+    pub sweeps: u64,
+    pub store_faults: u64,
+    pub transport_faults: u64,
+}
+
+impl FaultCounts {
+    /// Sum of all injected faults.
+    pub fn total(&self) -> u64 {
+        self.crashes
+            + self.stale_workers
+            + self.duplicate_deliveries
+            + self.store_faults
+            + self.transport_faults
+    }
+}
+
+/// The result of a harness run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Schedules run.
+    pub schedules: u64,
+    /// Worker steps taken.
+    pub steps: u64,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Lost effects counted.
+    pub lost: u64,
+    /// Duplicated effects counted.
+    pub duplicated: u64,
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    /// Whether any schedule broke `kind`.
+    pub fn found(&self, kind: ViolationKind) -> bool {
+        self.violations.iter().any(|v| v.kind == kind)
+    }
+
+    /// The first violating seed.
+    pub fn first_failing_seed(&self) -> Option<u64> {
+        self.violations.first().map(|v| v.seed)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.faults;
+        writeln!(
+            f,
+            "{} schedules, {} steps, {} faults injected (crashes {}, stale workers {}, duplicate deliveries {}, store {}, transport {}; sweeps {})",
+            self.schedules,
+            self.steps,
+            c.total(),
+            c.crashes,
+            c.stale_workers,
+            c.duplicate_deliveries,
+            c.store_faults,
+            c.transport_faults,
+            c.sweeps
+        )?;
+        write!(
+            f,
+            "lost {}, duplicated {}, violations {}",
+            self.lost,
+            self.duplicated,
+            self.violations.len()
+        )?;
+        if let Some(v) = self.violations.first() {
+            write!(
+                f,
+                "\nfirst violation: {:?} in seed {}: {}\nrerun it with EXACTLY_SEED={}",
+                v.kind, v.seed, v.detail, v.seed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `config.schedules` schedules on backends from `backend`.
+pub async fn run(config: &Config, backend: &BackendFactory) -> Report {
+    let mut report = Report::default();
+    for i in 0..config.schedules {
+        let seed = config.first_seed + i;
+        schedule::run_one(config, backend, seed, &mut report).await;
+        report.schedules += 1;
+        if config.stop_on.iter().any(|k| report.found(*k)) {
+            break;
+        }
+    }
+    report
+}

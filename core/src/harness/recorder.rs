@@ -1,0 +1,115 @@
+//! Observers for the no-ghost and consistent-output checks: every message
+//! that committed (in any record's outbox) and every message that was sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{StoreError, TransportError};
+use crate::message::MessageId;
+use crate::record::EntityRecord;
+use crate::store::{Capabilities as StoreCaps, Precondition, Store, Version, Versioned};
+use crate::transport::{Capabilities, Delivery, Outgoing, Receipt, Transport};
+
+/// Message id → body, as committed or as sent.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    pub committed: HashMap<MessageId, Bytes>,
+    pub sent: Vec<Outgoing>,
+}
+
+pub(crate) type SharedLog = Arc<Mutex<Log>>;
+
+pub(crate) fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, Log> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records the outgoing messages of every record that was written.
+#[derive(Debug)]
+pub(crate) struct RecordingStore {
+    pub inner: Arc<dyn Store>,
+    pub log: SharedLog,
+}
+
+#[async_trait]
+impl Store for RecordingStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError> {
+        let record = EntityRecord::decode(key, &value)?;
+        let version = self.inner.put(key, value, precondition).await?;
+        let mut log = lock(&self.log);
+        for entry in &record.outbox {
+            for m in &entry.messages {
+                log.committed
+                    .entry(m.envelope.id)
+                    .or_insert_with(|| m.envelope.body.clone());
+            }
+        }
+        Ok(version)
+    }
+
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
+        self.inner.delete(key, version).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    fn capabilities(&self) -> StoreCaps {
+        self.inner.capabilities()
+    }
+}
+
+/// Records every message handed to the transport.
+#[derive(Debug)]
+pub(crate) struct RecordingTransport {
+    pub inner: Arc<dyn Transport>,
+    pub log: SharedLog,
+}
+
+#[async_trait]
+impl Transport for RecordingTransport {
+    async fn send(&self, batch: Vec<Outgoing>) -> Result<(), TransportError> {
+        lock(&self.log).sent.extend(batch.iter().cloned());
+        self.inner.send(batch).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, TransportError> {
+        self.inner.receive(queue, max, wait).await
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<(), TransportError> {
+        self.inner.ack(receipt).await
+    }
+
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), TransportError> {
+        self.inner.nack(receipt, delay).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}

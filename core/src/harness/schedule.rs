@@ -1,0 +1,477 @@
+//! One schedule: set up, interleave with faults, drain, check.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::gate::{Advanced, Gate, Worker, advance};
+use super::recorder::{RecordingStore, RecordingTransport, SharedLog, lock};
+use super::workload::{Applied, FanHandler, Fanned, Hop, HopHandler};
+use super::{BackendFactory, Config, Report, ScheduleEnv, Violation, ViolationKind};
+use crate::codec::{CodecExt, Json};
+use crate::context::Routes;
+use crate::endpoint::{Endpoint, RetryPolicy};
+use crate::env::{Env, ManualClock, Random, SeededRandom};
+use crate::fault::{FaultyStore, FaultyTransport};
+use crate::message::Envelope;
+use crate::protocol::Sweeper;
+use crate::record::{ENTITY_PREFIX, EntityRecord, INTENT_PREFIX};
+use crate::sender::Sender;
+use crate::store::Store;
+use crate::transport::{Outgoing, Transport};
+
+/// Ticks the drain may take before the schedule counts as stuck.
+const DRAIN_LIMIT: u32 = 50_000;
+
+struct World {
+    endpoints: Vec<Endpoint>,
+    sender: Sender,
+    sweeper: Sweeper,
+    intent_sweeper: Sweeper,
+    /// The backend without faults or recording: the "broker" itself.
+    raw_transport: Arc<dyn Transport>,
+    raw_store: Arc<dyn Store>,
+    faulty_store: Arc<FaultyStore>,
+    faulty_transport: Arc<FaultyTransport>,
+    log: SharedLog,
+    error_queue: String,
+    intent_prefix: String,
+}
+
+pub(super) async fn run_one(
+    config: &Config,
+    factory: &BackendFactory,
+    seed: u64,
+    report: &mut Report,
+) {
+    let clock = Arc::new(ManualClock::starting_at(1_700_000_000_000));
+    let fault_random: Arc<dyn Random> =
+        Arc::new(SeededRandom::new(seed.wrapping_mul(31).wrapping_add(7)));
+    let backend = factory(ScheduleEnv {
+        seed,
+        clock: clock.clone(),
+        random: fault_random.clone(),
+    })
+    .await;
+    let env = Env::seeded(seed, clock.clone());
+    let world = World::new(config, &backend, &env, fault_random);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut seeds: Vec<Envelope> = (0..config.workload.chains)
+        .map(|chain| {
+            let (endpoint, _) = config.workload.route(chain, 0);
+            let hop = Hop {
+                chain,
+                hop: 0,
+                nonce: "seed".into(),
+            };
+            world
+                .sender
+                .envelope(env.new_id(), world.endpoints[endpoint].name(), &hop)
+                .expect("harness names are valid")
+        })
+        .collect();
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut faults_on = true;
+    let mut tick: u32 = 0;
+
+    loop {
+        tick += 1;
+        clock.advance(Duration::from_millis(1));
+        if faults_on && tick > config.fault_ticks {
+            faults_on = false;
+            world.faulty_store.set_enabled(false);
+            world.faulty_transport.set_enabled(false);
+        }
+        if tick > config.fault_ticks + DRAIN_LIMIT {
+            report.violations.push(Violation {
+                seed,
+                kind: ViolationKind::NoProgress,
+                detail: format!(
+                    "{} workers still running after the drain limit",
+                    workers.len()
+                ),
+            });
+            return;
+        }
+        if faults_on {
+            world
+                .inject(config, &mut rng, &mut workers, &mut seeds, report)
+                .await;
+        }
+        let advance_one =
+            !workers.is_empty() && (workers.len() >= config.max_workers || rng.random_bool(0.6));
+        if advance_one {
+            let i = rng.random_range(0..workers.len());
+            report.steps += 1;
+            if let Advanced::Done(retry) = advance(&mut workers[i]).await {
+                let done = workers.swap_remove(i);
+                if retry && let Some(envelope) = done.resend {
+                    seeds.push(envelope);
+                }
+            }
+            continue;
+        }
+        if let Some(envelope) = pop_random(&mut rng, &mut seeds) {
+            workers.push(world.send_worker(envelope));
+            continue;
+        }
+        if let Some(worker) = world.receive_worker(&mut rng).await {
+            workers.push(worker);
+            continue;
+        }
+        if !workers.is_empty() || faults_on {
+            continue;
+        }
+        // Quiescent: queues empty, nobody working. Intents whose sender
+        // crashed between commit and dispatch are only found by the sweeper.
+        match world.intent_sweeper.sweep_once().await {
+            Ok(0) => break,
+            Ok(_) => report.faults.sweeps += 1,
+            Err(_) => continue,
+        }
+    }
+    report.faults.store_faults += world.faulty_store.injected();
+    report.faults.transport_faults += world.faulty_transport.injected();
+    world.check(config, seed, report).await;
+}
+
+fn pop_random<T>(rng: &mut ChaCha8Rng, items: &mut Vec<T>) -> Option<T> {
+    if items.is_empty() {
+        return None;
+    }
+    let i = rng.random_range(0..items.len());
+    Some(items.swap_remove(i))
+}
+
+impl World {
+    fn new(
+        config: &Config,
+        backend: &super::Backend,
+        env: &Env,
+        fault_random: Arc<dyn Random>,
+    ) -> Self {
+        let log = SharedLog::default();
+        let ns = &backend.namespace;
+        let recording_store = Arc::new(RecordingStore {
+            inner: backend.store.clone(),
+            log: log.clone(),
+        });
+        let faulty_store = Arc::new(FaultyStore::new(
+            recording_store,
+            config.store_faults,
+            fault_random.clone(),
+        ));
+        let recording_transport = Arc::new(RecordingTransport {
+            inner: backend.transport.clone(),
+            log: log.clone(),
+        });
+        let faulty_transport = Arc::new(FaultyTransport::new(
+            recording_transport,
+            config.transport_faults,
+            fault_random,
+        ));
+        let store: Arc<dyn Store> = faulty_store.clone();
+        let transport: Arc<dyn Transport> = faulty_transport.clone();
+        let names = [format!("{ns}a"), format!("{ns}b")];
+        let error_queue = format!("{ns}error");
+        let routes = Arc::new(
+            Routes::new()
+                .subscribe::<Fanned>(names[0].clone())
+                .subscribe::<Fanned>(names[1].clone()),
+        );
+        let endpoints: Vec<Endpoint> = names
+            .iter()
+            .map(|name| {
+                Endpoint::builder(name.clone(), store.clone(), transport.clone())
+                    .handler(HopHandler {
+                        workload: config.workload,
+                        endpoints: names.clone(),
+                    })
+                    .handler(FanHandler {
+                        workload: config.workload,
+                    })
+                    .routes(routes.clone())
+                    .env(env.clone())
+                    .retry(RetryPolicy::no_delays())
+                    .error_queue(error_queue.clone())
+                    .sweep(Duration::ZERO, Duration::ZERO)
+                    .mutant(config.mutant)
+                    .build()
+                    .expect("harness endpoint settings are valid")
+            })
+            .collect();
+        let sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
+            .expect("harness names are valid")
+            .env(env.clone());
+        let intent_prefix = format!("{INTENT_PREFIX}{ns}client/");
+        let intent_sweeper = Sweeper::new(backend.store.clone(), backend.transport.clone())
+            .prefix(intent_prefix.clone())
+            .min_age(Duration::ZERO)
+            .env(env.clone());
+        let mut sweeper = Sweeper::new(store, transport)
+            .min_age(Duration::ZERO)
+            .env(env.clone())
+            .with_stats(Arc::default(), config.mutant)
+            .prefix(intent_prefix.clone());
+        if config.sweep_entities {
+            for name in &names {
+                sweeper = sweeper.prefix(format!("{ENTITY_PREFIX}{name}/"));
+            }
+        }
+        Self {
+            endpoints,
+            sender,
+            sweeper,
+            intent_sweeper,
+            raw_transport: backend.transport.clone(),
+            raw_store: backend.store.clone(),
+            faulty_store,
+            faulty_transport,
+            log,
+            error_queue,
+            intent_prefix,
+        }
+    }
+
+    fn send_worker(&self, envelope: Envelope) -> Worker {
+        let gate = Arc::new(Gate::default());
+        let (sender, g, e) = (self.sender.clone(), gate.clone(), envelope.clone());
+        Worker {
+            future: async move { sender.send_envelope(e, Some(g.as_ref())).await.is_err() }.boxed(),
+            gate,
+            receipt: None,
+            resend: Some(envelope),
+        }
+    }
+
+    async fn receive_worker(&self, rng: &mut ChaCha8Rng) -> Option<Worker> {
+        let first = rng.random_range(0..self.endpoints.len());
+        for i in 0..self.endpoints.len() {
+            let endpoint = self.endpoints[(first + i) % self.endpoints.len()].clone();
+            let Ok(mut got) = self
+                .raw_transport
+                .receive(endpoint.name(), 1, Duration::ZERO)
+                .await
+            else {
+                continue;
+            };
+            let Some(delivery) = got.pop() else { continue };
+            let gate = Arc::new(Gate::default());
+            let receipt = Some(delivery.receipt.clone());
+            let g = gate.clone();
+            return Some(Worker {
+                future: async move {
+                    endpoint.handle_delivery_probed(delivery, g.as_ref()).await;
+                    false
+                }
+                .boxed(),
+                gate,
+                receipt,
+                resend: None,
+            });
+        }
+        None
+    }
+
+    async fn inject(
+        &self,
+        config: &Config,
+        rng: &mut ChaCha8Rng,
+        workers: &mut Vec<Worker>,
+        seeds: &mut Vec<Envelope>,
+        report: &mut Report,
+    ) {
+        let roll = rng.random_range(0..100);
+        let mut threshold = config.crash_pct;
+        if roll < threshold {
+            // Crash: the worker stops at the step it is parked at, as if
+            // killed. The broker notices and redelivers its message; a
+            // crashed client retries its send.
+            if let Some(worker) = pop_random(rng, workers) {
+                report.faults.crashes += 1;
+                if let Some(receipt) = &worker.receipt {
+                    let _ = self.raw_transport.nack(receipt, Duration::ZERO).await;
+                }
+                seeds.extend(worker.resend);
+            }
+            return;
+        }
+        threshold += config.stale_pct;
+        if roll < threshold {
+            // Stale worker: its lease expires while it is paused, and a
+            // second copy becomes deliverable while it still runs.
+            let leased: Vec<usize> = (0..workers.len())
+                .filter(|i| workers[*i].receipt.is_some())
+                .collect();
+            if !leased.is_empty() {
+                let i = leased[rng.random_range(0..leased.len())];
+                if let Some(receipt) = workers[i].receipt.take() {
+                    report.faults.stale_workers += 1;
+                    let _ = self.raw_transport.nack(&receipt, Duration::ZERO).await;
+                }
+            }
+            return;
+        }
+        threshold += config.duplicate_pct;
+        if roll < threshold {
+            let copy = {
+                let log = lock(&self.log);
+                (!log.sent.is_empty())
+                    .then(|| log.sent[rng.random_range(0..log.sent.len())].clone())
+            };
+            if let Some(copy) = copy
+                && copy.queue != self.error_queue
+            {
+                report.faults.duplicate_deliveries += 1;
+                let _ = self
+                    .raw_transport
+                    .send(vec![Outgoing {
+                        delay: Duration::ZERO,
+                        ..copy
+                    }])
+                    .await;
+            }
+            return;
+        }
+        threshold += config.sweep_pct;
+        if roll < threshold && workers.len() < config.max_workers {
+            report.faults.sweeps += 1;
+            let gate = Arc::new(Gate::default());
+            let (sweeper, g) = (self.sweeper.clone(), gate.clone());
+            workers.push(Worker {
+                future: async move {
+                    let _ = sweeper.sweep_with(Some(g.as_ref())).await;
+                    false
+                }
+                .boxed(),
+                gate,
+                receipt: None,
+                resend: None,
+            });
+        }
+    }
+
+    async fn check(&self, config: &Config, seed: u64, report: &mut Report) {
+        let mut violate =
+            |kind, detail: String| report.violations.push(Violation { seed, kind, detail });
+        let mut applied: BTreeMap<(usize, String, String), u32> = BTreeMap::new();
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            let prefix = format!("{ENTITY_PREFIX}{}/", endpoint.name());
+            for (key, record) in self.records(&prefix).await {
+                if !record.outbox.is_empty() {
+                    violate(
+                        ViolationKind::LeftoverOutbox,
+                        format!(
+                            "{key} holds {} outbox entries at quiescence",
+                            record.outbox.len()
+                        ),
+                    );
+                }
+                if !record.tokens.is_empty() {
+                    violate(
+                        ViolationKind::LeftoverToken,
+                        format!("{key} holds {} tokens at quiescence", record.tokens.len()),
+                    );
+                }
+                let state: Applied = record
+                    .state
+                    .as_deref()
+                    .and_then(|b| Json.decode(b).ok())
+                    .unwrap_or_default();
+                let entity = key[prefix.len()..].to_owned();
+                for (effect, n) in state.effects {
+                    *applied.entry((index, entity.clone(), effect)).or_default() += n;
+                }
+            }
+        }
+        for (key, record) in self.records(&self.intent_prefix).await {
+            if !record.is_settled() {
+                violate(
+                    ViolationKind::LeftoverToken,
+                    format!(
+                        "intent {key} not settled: {} entries, {} tokens",
+                        record.outbox.len(),
+                        record.tokens.len()
+                    ),
+                );
+            }
+        }
+        for expected in config.workload.expected() {
+            let n = applied.remove(&expected).unwrap_or(0);
+            if n == 0 {
+                report.lost += 1;
+                violate(ViolationKind::Lost, format!("{expected:?} never applied"));
+            } else if n > 1 {
+                report.duplicated += u64::from(n - 1);
+                violate(
+                    ViolationKind::Duplicated,
+                    format!("{expected:?} applied {n} times"),
+                );
+            }
+        }
+        for (unexpected, n) in applied {
+            report.duplicated += u64::from(n);
+            violate(
+                ViolationKind::Duplicated,
+                format!("{unexpected:?} applied where it does not belong"),
+            );
+        }
+        {
+            let log = lock(&self.log);
+            for sent in &log.sent {
+                match log.committed.get(&sent.envelope.id) {
+                    None => violate(
+                        ViolationKind::Ghost,
+                        format!(
+                            "{} {} was sent but never committed",
+                            sent.envelope.message_type, sent.envelope.id
+                        ),
+                    ),
+                    Some(body) if *body != sent.envelope.body => violate(
+                        ViolationKind::InconsistentOutput,
+                        format!(
+                            "a copy of {} differs from the committed bytes",
+                            sent.envelope.id
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Ok(dead) = self
+            .raw_transport
+            .receive(&self.error_queue, 16, Duration::ZERO)
+            .await
+        {
+            for d in dead {
+                let reason = d
+                    .envelope
+                    .header(crate::message::headers::ERROR_REASON)
+                    .unwrap_or("?");
+                violate(
+                    ViolationKind::ErrorQueued,
+                    format!("{} error-queued: {reason}", d.envelope.id),
+                );
+            }
+        }
+    }
+
+    async fn records(&self, prefix: &str) -> Vec<(String, EntityRecord)> {
+        let mut out = Vec::new();
+        let Ok(keys) = self.raw_store.list(prefix, None, 10_000).await else {
+            return out;
+        };
+        for key in keys {
+            if let Ok(Some(v)) = self.raw_store.get(&key).await
+                && let Ok(record) = EntityRecord::decode(&key, &v.value)
+            {
+                out.push((key, record));
+            }
+        }
+        out
+    }
+}

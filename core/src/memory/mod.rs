@@ -1,0 +1,9 @@
+//! In-memory [`Store`](crate::Store) and [`Transport`](crate::Transport):
+//! for unit tests, examples and fault injection — not for production, where
+//! a crash loses everything.
+
+mod store;
+mod transport;
+
+pub use store::MemoryStore;
+pub use transport::MemoryTransport;

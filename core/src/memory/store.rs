@@ -1,0 +1,134 @@
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::StoreError;
+use crate::store::{Capabilities, Precondition, Store, Version, Versioned};
+
+/// A [`Store`] in a `BTreeMap` behind a mutex. Versions come from one
+/// counter, so they never repeat, not even after a delete.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_value_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_version: u64,
+    entries: BTreeMap<String, (Bytes, u64)>,
+}
+
+impl MemoryStore {
+    /// An empty store without a size limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store refusing values over `limit` bytes.
+    pub fn with_max_value_bytes(limit: usize) -> Self {
+        Self {
+            max_value_bytes: Some(limit),
+            ..Self::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn conflict(key: &str) -> StoreError {
+    StoreError::Conflict {
+        key: key.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.lock().entries.get(key).map(|(value, v)| Versioned {
+            value: value.clone(),
+            version: Version::from(*v),
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError> {
+        if let Some(limit) = self.max_value_bytes
+            && value.len() > limit
+        {
+            return Err(StoreError::TooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit,
+            });
+        }
+        let mut inner = self.lock();
+        let current = inner.entries.get(key).map(|(_, v)| Version::from(*v));
+        let holds = match (&precondition, &current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Matches(expected), Some(actual)) => expected == actual,
+            _ => false,
+        };
+        if !holds {
+            return Err(conflict(key));
+        }
+        inner.next_version += 1;
+        let version = inner.next_version;
+        inner.entries.insert(key.to_owned(), (value, version));
+        Ok(Version::from(version))
+    }
+
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.entries.get(key) {
+            None => Err(StoreError::NotFound {
+                key: key.to_owned(),
+            }),
+            Some((_, v)) if Version::from(*v) != *version => Err(conflict(key)),
+            Some(_) => {
+                inner.entries.remove(key);
+                Ok(())
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock();
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        Ok(inner
+            .entries
+            .range::<String, _>((lower, Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let caps = Capabilities::default();
+        match self.max_value_bytes {
+            Some(limit) => caps.with_max_value_bytes(limit),
+            None => caps,
+        }
+    }
+}

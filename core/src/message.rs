@@ -1,0 +1,151 @@
+//! The message model: ids, the wire [`Envelope`], and the [`Message`] trait
+//! that user message types implement.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::base64_bytes;
+
+/// The identity of one logical message: a UUID v7, fixed when the message is
+/// captured and carried unchanged by every copy and every retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(Uuid);
+
+impl MessageId {
+    /// Wraps a UUID.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// Derives a stable id from a namespace and a name (UUID v5 of the name
+    /// inside a v5 namespace derived from `namespace`). Used where an id must
+    /// follow from an outside key, e.g. an HTTP idempotency key.
+    pub fn derived(namespace: &str, name: &str) -> Self {
+        let ns = Uuid::new_v5(&Uuid::NAMESPACE_URL, namespace.as_bytes());
+        Self(Uuid::new_v5(&ns, name.as_bytes()))
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Where the receiver finds the proof that a message is still owed
+/// processing: the store key of the sender's record and the token's id.
+///
+/// The token is written into the sender's record by the same conditional
+/// write that commits the sender's new state and its `OutboxEntry`, and is
+/// never created again afterwards; the receiver consumes it with a
+/// conditional write on that record once it has committed the message's
+/// effects. A missing token therefore means "already processed".
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DedupToken {
+    /// Store key of the record that holds the token.
+    pub record: String,
+    /// The token's id (the id of the message it guards).
+    pub id: MessageId,
+}
+
+/// A message as it travels: identity, routing, headers and an encoded body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Stable identity of the logical message.
+    pub id: MessageId,
+    /// The message type name ([`Message::TYPE`]), used to pick a handler.
+    pub message_type: String,
+    /// The endpoint (queue) the message is addressed to.
+    pub destination: String,
+    /// Free-form headers. Keys starting with `exactly-` are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The id of the conversation this message belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<MessageId>,
+    /// The id of the message whose handling produced this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<MessageId>,
+    /// The endpoint replies go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The dedup token guarding this message, if the producer created one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<DedupToken>,
+    /// The codec's content type, e.g. `application/json`.
+    pub content_type: String,
+    /// The encoded body.
+    #[serde(with = "base64_bytes")]
+    pub body: Bytes,
+}
+
+impl Envelope {
+    /// Serializes the envelope (for transports that carry one opaque blob).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Parses an envelope written by [`Envelope::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// A header value, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Header names the runtime writes. All start with `exactly-`.
+pub mod headers {
+    /// Why the message was moved to the error queue.
+    pub const ERROR_REASON: &str = "exactly-error-reason";
+    /// How many attempts were made before giving up.
+    pub const ERROR_ATTEMPTS: &str = "exactly-error-attempts";
+    /// First failure time, milliseconds since the Unix epoch.
+    pub const ERROR_FIRST_FAILURE: &str = "exactly-error-first-failure";
+    /// Last failure time, milliseconds since the Unix epoch.
+    pub const ERROR_LAST_FAILURE: &str = "exactly-error-last-failure";
+    /// The queue the message was taken from before it failed.
+    pub const ERROR_SOURCE_QUEUE: &str = "exactly-error-source-queue";
+    /// Number of delayed retries already made.
+    pub const RETRY_COUNT: &str = "exactly-retry-count";
+    /// First failure time carried across delayed retries.
+    pub const FIRST_FAILURE: &str = "exactly-first-failure";
+}
+
+/// A message type handlers can receive and send.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct PlaceOrder { order_id: String }
+///
+/// impl exactly::Message for PlaceOrder {
+///     const TYPE: &'static str = "PlaceOrder";
+/// }
+/// ```
+pub trait Message: Serialize + DeserializeOwned + Send + 'static {
+    /// The stable name of this type on the wire.
+    const TYPE: &'static str;
+}

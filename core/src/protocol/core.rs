@@ -1,0 +1,43 @@
+//! The state an endpoint's workers share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::finish::Finisher;
+use super::{Mutant, Probe, Stats};
+use crate::codec::Codec;
+use crate::context::Routes;
+use crate::endpoint::Config;
+use crate::env::Env;
+use crate::handler::ErasedHandler;
+use crate::store::Store;
+use crate::transport::Transport;
+
+/// One endpoint: its name (= its queue), its seams, handlers and settings.
+pub(crate) struct Core {
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn Transport>,
+    pub handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    pub codec: Arc<dyn Codec>,
+    pub routes: Arc<Routes>,
+    pub env: Env,
+    pub config: Config,
+    pub stats: Arc<Stats>,
+}
+
+impl Core {
+    pub(crate) fn finisher<'a>(&'a self, probe: Option<&'a dyn Probe>) -> Finisher<'a> {
+        Finisher {
+            store: self.store.as_ref(),
+            transport: self.transport.as_ref(),
+            env: &self.env,
+            probe,
+            mutant: self.config.mutant,
+        }
+    }
+
+    pub(crate) fn is(&self, mutant: Mutant) -> bool {
+        self.config.mutant == Some(mutant)
+    }
+}

@@ -1,0 +1,36 @@
+//! Deliberately broken protocol variants. The fault harness must catch every
+//! one of them; that is the test that the harness has teeth. Never enable one
+//! outside tests.
+
+/// A known-broken change to the protocol, selected by a test-only switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mutant {
+    /// Check the token before loading the entity (step 2 before step 1).
+    /// A copy that checks, pauses, and loads after another copy finished
+    /// the message sees no trace of it and runs the handler again.
+    CheckTokenBeforeLoad,
+    /// Don't write tokens at commit; add them if absent when dispatching.
+    /// A stale finisher re-creates a token the receiver already consumed.
+    RecreateTokenAtDispatch,
+    /// Token gone → drop and ack without re-reading the own entity. An entry
+    /// committed by a worker that died after consuming the token is left
+    /// behind forever.
+    DropWithoutReread,
+    /// Remove the `OutboxEntry` before consuming the incoming token. A crash
+    /// in between leaves the token, so a redelivery runs the handler again.
+    RemoveEntryBeforeConsume,
+    /// Send the outgoing messages before the commit: ghost messages.
+    DispatchBeforeCommit,
+}
+
+impl Mutant {
+    /// Every mutant.
+    pub const ALL: [Mutant; 5] = [
+        Mutant::CheckTokenBeforeLoad,
+        Mutant::RecreateTokenAtDispatch,
+        Mutant::DropWithoutReread,
+        Mutant::RemoveEntryBeforeConsume,
+        Mutant::DispatchBeforeCommit,
+    ];
+}

@@ -1,0 +1,156 @@
+//! The recovery `Sweeper`: finds `OutboxEntry`s that no redelivery will
+//! revisit (an HTTP intent whose caller went away, a message error-queued
+//! after its commit) and finishes them. No intent is ever stranded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::finish::Finisher;
+use super::{AttemptError, Mutant, Probe, Stats, Step, pause};
+use crate::env::Env;
+use crate::error::StoreError;
+use crate::record::read_record;
+use crate::store::Store;
+use crate::transport::Transport;
+
+const PAGE: usize = 256;
+
+/// Finishes pending outbox entries under some key prefixes.
+///
+/// Finishing is idempotent, so a sweeper racing a live worker only costs a
+/// duplicate send, which the receiver drops; `min_age` keeps it off entries
+/// a live worker is about to finish anyway.
+#[derive(Clone, Debug)]
+pub struct Sweeper {
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    env: Env,
+    prefixes: Vec<String>,
+    min_age: Duration,
+    stats: Arc<Stats>,
+    mutant: Option<Mutant>,
+}
+
+impl Sweeper {
+    /// A sweeper over no prefixes yet, with a 2 s grace period.
+    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            store,
+            transport,
+            env: Env::system(),
+            prefixes: Vec::new(),
+            min_age: Duration::from_secs(2),
+            stats: Arc::default(),
+            mutant: None,
+        }
+    }
+
+    /// Also sweeps records whose key starts with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefixes.push(prefix.into());
+        self
+    }
+
+    /// Leaves entries younger than `age` to the worker that committed them.
+    pub fn min_age(mut self, age: Duration) -> Self {
+        self.min_age = age;
+        self
+    }
+
+    /// Uses this clock and randomness.
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    pub(crate) fn with_stats(mut self, stats: Arc<Stats>, mutant: Option<Mutant>) -> Self {
+        self.stats = stats;
+        self.mutant = mutant;
+        self
+    }
+
+    /// The sweeper's counters (`swept`).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// One pass over every record; returns how many entries it finished.
+    pub async fn sweep_once(&self) -> Result<usize, StoreError> {
+        self.sweep_with(None).await
+    }
+
+    pub(crate) async fn sweep_with(&self, probe: Option<&dyn Probe>) -> Result<usize, StoreError> {
+        let finisher = Finisher {
+            store: self.store.as_ref(),
+            transport: self.transport.as_ref(),
+            env: &self.env,
+            probe,
+            mutant: self.mutant,
+        };
+        let mut finished = 0;
+        for prefix in &self.prefixes {
+            let mut after: Option<String> = None;
+            loop {
+                let keys = self.store.list(prefix, after.as_deref(), PAGE).await?;
+                for key in &keys {
+                    finished += self.sweep_key(&finisher, key).await?;
+                }
+                match keys.last() {
+                    Some(last) if keys.len() == PAGE => after = Some(last.clone()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(finished)
+    }
+
+    async fn sweep_key(&self, finisher: &Finisher<'_>, key: &str) -> Result<usize, StoreError> {
+        pause(finisher.probe, Step::Sweep).await;
+        let loaded = read_record(self.store.as_ref(), key).await?;
+        let horizon = self
+            .env
+            .now_millis()
+            .saturating_sub(self.min_age.as_millis() as u64);
+        let due = loaded
+            .record
+            .outbox
+            .iter()
+            .any(|e| e.committed_at <= horizon);
+        if !due {
+            return Ok(0);
+        }
+        let count = loaded.record.outbox.len();
+        match finisher.finish_pending(key, loaded).await {
+            Ok(_) => {
+                debug!(key, count, "sweeper finished outbox entries");
+                for _ in 0..count {
+                    Stats::bump(&self.stats.swept);
+                }
+                Ok(count)
+            }
+            // Someone else is finishing it right now.
+            Err(AttemptError::Conflict) => Ok(0),
+            Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
+                warn!(key, %reason, "sweeper could not finish an entry; will retry");
+                Ok(0)
+            }
+        }
+    }
+
+    /// Sweeps every `interval` until `shutdown` completes.
+    pub async fn run(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.sweep_once().await {
+                warn!(error = %e, "sweep failed");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.env.clock.sleep(interval) => {}
+            }
+        }
+    }
+}

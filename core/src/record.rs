@@ -1,0 +1,212 @@
+//! The record the protocol keeps under one store key: the entity's state, its
+//! pending `OutboxEntry`s, the `DedupToken`s of the messages it sent that are
+//! still in flight, and (fallback mode only) its identity inbox.
+//!
+//! Everything the protocol needs to commit atomically lives in this one
+//! record, so one conditional write commits it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::base64_bytes;
+use crate::error::{InvalidName, StoreError};
+use crate::message::{DedupToken, MessageId};
+use crate::store::{Precondition, Store, Version};
+use crate::transport::Outgoing;
+
+/// Prefix of entity records: `e/{endpoint}/{entity key}`.
+pub const ENTITY_PREFIX: &str = "e/";
+/// Prefix of intent records written by a [`Sender`](crate::Sender):
+/// `i/{source}/{message id}`.
+pub const INTENT_PREFIX: &str = "i/";
+/// Longest entity key or name accepted from outside, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// The effects of one committed attempt, waiting to be finished: its
+/// outgoing messages are dispatched, the incoming message's token consumed,
+/// and then the entry removed (in that order; see `docs/protocol.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The incoming message whose processing produced this entry.
+    pub incoming: MessageId,
+    /// The incoming message's token, consumed when the entry is finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_token: Option<DedupToken>,
+    /// When the entry was committed (ms since the epoch; for the sweeper's
+    /// grace period only).
+    pub committed_at: u64,
+    /// The captured outgoing messages, ids fixed at capture time.
+    pub messages: Vec<Outgoing>,
+}
+
+/// One store record: state plus protocol bookkeeping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRecord {
+    /// The codec-encoded state; `None` until the first commit.
+    #[serde(default, with = "base64_bytes::option")]
+    pub state: Option<Bytes>,
+    /// Committed attempts not yet finished, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<OutboxEntry>,
+    /// Tokens of messages this record's owner sent that no receiver has
+    /// consumed yet. Bounded by the messages in flight.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tokens: BTreeSet<MessageId>,
+    /// Identity inbox (fallback dedup): processed message id → processed at (ms).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inbox: BTreeMap<MessageId, u64>,
+}
+
+impl EntityRecord {
+    /// Parses a stored record.
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            StoreError::generic(format!("record {key:?} is not an exactly record: {e}"))
+        })
+    }
+
+    /// Serializes the record.
+    pub fn encode(&self) -> Bytes {
+        // Serializing plain data structures to JSON cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// The pending entry produced by `incoming`, if any.
+    pub fn entry(&self, incoming: MessageId) -> Option<&OutboxEntry> {
+        self.outbox.iter().find(|e| e.incoming == incoming)
+    }
+
+    /// Whether nothing is pending: no outbox entry, no token.
+    pub fn is_settled(&self) -> bool {
+        self.outbox.is_empty() && self.tokens.is_empty()
+    }
+}
+
+/// A record as read, with the version a conditional write must match.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The record (default if the key did not exist).
+    pub record: EntityRecord,
+    /// Its version; `None` if the key did not exist.
+    pub version: Option<Version>,
+}
+
+impl Loaded {
+    /// The precondition for writing this record back.
+    pub fn precondition(&self) -> Precondition {
+        Precondition::from_read(self.version.as_ref())
+    }
+}
+
+/// Reads and parses a record.
+pub async fn read_record(store: &dyn Store, key: &str) -> Result<Loaded, StoreError> {
+    Ok(match store.get(key).await? {
+        Some(v) => Loaded {
+            record: EntityRecord::decode(key, &v.value)?,
+            version: Some(v.version),
+        },
+        None => Loaded::default(),
+    })
+}
+
+/// Writes a record under the precondition of the read it came from.
+pub async fn write_record(
+    store: &dyn Store,
+    key: &str,
+    loaded: &Loaded,
+    record: &EntityRecord,
+) -> Result<Version, StoreError> {
+    store.put(key, record.encode(), loaded.precondition()).await
+}
+
+/// Checks a name that comes from outside (entity key, idempotency key, queue
+/// name): non-empty, at most [`MAX_NAME_BYTES`], no control characters, and
+/// no `.` / `..` path segment (so it cannot walk out of its namespace in a
+/// path-like store).
+pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidName> {
+    let refuse = |reason| {
+        Err(InvalidName {
+            what,
+            value: value.chars().take(80).collect(),
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return refuse("must not be empty");
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return refuse("longer than 256 bytes");
+    }
+    if value.chars().any(char::is_control) {
+        return refuse("contains a control character");
+    }
+    if value.split('/').any(|seg| seg == "." || seg == "..") {
+        return refuse("contains a '.' or '..' path segment");
+    }
+    Ok(())
+}
+
+/// The store key of an entity's record.
+pub fn entity_key(endpoint: &str, key: &str) -> Result<String, InvalidName> {
+    validate_name("entity key", key)?;
+    Ok(format!("{ENTITY_PREFIX}{endpoint}/{key}"))
+}
+
+/// Checks that a token reference from a received message points at a record
+/// the protocol owns, so a crafted message cannot make a receiver write
+/// outside the protocol's namespace.
+pub fn validate_token(token: &DedupToken) -> Result<(), InvalidName> {
+    let owned = token.record.starts_with(ENTITY_PREFIX) || token.record.starts_with(INTENT_PREFIX);
+    if !owned {
+        return Err(InvalidName {
+            what: "token record",
+            value: token.record.chars().take(80).collect(),
+            reason: "is not an exactly record key",
+        });
+    }
+    validate_name("token record", &token.record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("k", "order-17").is_ok());
+        assert!(validate_name("k", "ünïcødé/ok").is_ok());
+        assert!(validate_name("k", "").is_err());
+        assert!(validate_name("k", "../etc/passwd").is_err());
+        assert!(validate_name("k", "a/./b").is_err());
+        assert!(validate_name("k", "a\nb").is_err());
+        assert!(validate_name("k", &"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn foreign_token_records_are_refused() {
+        let id = MessageId::derived("t", "1");
+        let ok = DedupToken {
+            record: "e/orders/o1".into(),
+            id,
+        };
+        assert!(validate_token(&ok).is_ok());
+        let bad = DedupToken {
+            record: "secrets/x".into(),
+            id,
+        };
+        assert!(validate_token(&bad).is_err());
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let mut r = EntityRecord {
+            state: Some(Bytes::from_static(b"{\"n\":1}")),
+            ..Default::default()
+        };
+        r.tokens.insert(MessageId::derived("t", "a"));
+        let back = EntityRecord::decode("k", &r.encode()).expect("decode");
+        assert_eq!(back, r);
+    }
+}

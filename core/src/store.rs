@@ -1,0 +1,145 @@
+//! The [`Store`] seam: single-key reads with a [`Version`] and conditional
+//! writes. That is all the protocol asks of a database.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// An opaque version of a stored value (a counter, an ETag, ...). Any write
+/// to a key gives it a new version that differs from every earlier one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(String);
+
+impl Version {
+    /// Wraps a backend's version string.
+    pub fn new(v: impl Into<String>) -> Self {
+        Self(v.into())
+    }
+
+    /// The backend's version string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<u64> for Version {
+    fn from(v: u64) -> Self {
+        Self(v.to_string())
+    }
+}
+
+/// A stored value with the version it was read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value.
+    pub value: Bytes,
+    /// Its version.
+    pub version: Version,
+}
+
+/// The condition a write is made under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist with exactly this version (compare-and-swap).
+    Matches(Version),
+}
+
+impl Precondition {
+    /// `Matches(v)` when a version was read, `Absent` when the key was missing.
+    pub fn from_read(version: Option<&Version>) -> Self {
+        version.map_or(Self::Absent, |v| Self::Matches(v.clone()))
+    }
+}
+
+/// What a store can do, reported by the backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Largest value the store accepts, in bytes, if it has a limit.
+    pub max_value_bytes: Option<usize>,
+    /// Longest key the store accepts, in bytes, if it has a limit.
+    pub max_key_bytes: Option<usize>,
+    /// Whether the store can write several keys atomically.
+    pub atomic_multi_key: bool,
+}
+
+impl Capabilities {
+    /// Capabilities with the given value size limit and nothing else.
+    pub fn with_max_value_bytes(mut self, limit: usize) -> Self {
+        self.max_value_bytes = Some(limit);
+        self
+    }
+
+    /// Capabilities with the given key length limit.
+    pub fn with_max_key_bytes(mut self, limit: usize) -> Self {
+        self.max_key_bytes = Some(limit);
+        self
+    }
+}
+
+/// A key-value store with single-key conditional writes.
+///
+/// # Contract
+///
+/// - `get` MUST return the latest committed value and its version, or `None`
+///   if the key does not exist. (`get_returns_latest`)
+/// - `put` with [`Precondition::Absent`] MUST fail with
+///   [`StoreError::Conflict`] if the key exists; of several concurrent
+///   creates of one key exactly one MUST succeed. (`create_race_has_one_winner`)
+/// - `put` with [`Precondition::Matches`] MUST fail with
+///   [`StoreError::Conflict`] unless the key's current version equals the
+///   given one, and MUST be atomic: N tasks incrementing one counter through
+///   get + conditional put end at exactly N. (`cas_counter_is_exact`)
+/// - Every successful write MUST return a version different from every
+///   earlier version of that key, including versions from before a delete.
+///   (`versions_never_repeat`)
+/// - `delete` MUST fail with [`StoreError::Conflict`] when the version does
+///   not match and with [`StoreError::NotFound`] when the key is missing.
+/// - A value over the backend's limit MUST fail with
+///   [`StoreError::TooLarge`] and leave the key unchanged. (`too_large_is_typed`)
+/// - `list` MUST return the keys starting with `prefix`, in ascending byte
+///   order, strictly after `start_after`, at most `limit` of them.
+/// - Errors that may succeed on retry (connection lost, throttled, timeout)
+///   MUST be reported as [`StoreError::Unavailable`].
+/// - Keys are UTF-8 strings of up to 512 bytes and MAY contain any
+///   character except control characters. (`odd_keys_round_trip`)
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Reads a key.
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Writes a key under a precondition; returns the new version.
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError>;
+
+    /// Deletes a key if it still has `version`.
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError>;
+
+    /// Lists keys that start with `prefix`, in ascending order.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+}
