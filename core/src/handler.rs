@@ -163,8 +163,12 @@ impl<M: Message, H: Handler<M>> ErasedHandler for Erased<M, H> {
                 Some(bytes) => codec.decode(bytes)?,
                 None => H::State::default(),
             };
-            // A panicking handler is a failed attempt, not a dead worker.
-            let run = std::panic::AssertUnwindSafe(self.handler.handle(&mut state, message, ctx));
+            // A panicking handler is a failed attempt, not a dead worker. The
+            // handler's future is created inside the guarded block, so a
+            // panic while creating it (a sync handler) is caught too.
+            let run = std::panic::AssertUnwindSafe(async {
+                self.handler.handle(&mut state, message, ctx).await
+            });
             match run.catch_unwind().await {
                 Ok(result) => result?,
                 Err(panic) => return Err(HandlerError::Failed(panic_text(&panic))),

@@ -174,8 +174,11 @@ impl Core {
         };
         Stats::bump(&self.stats.retries);
         warn!(%reason, retry = done + 1, ?delay, "scheduling a delayed retry");
-        self.replace(delivery, retry, probe).await;
-        Outcome::RetryScheduled { reason }
+        if self.replace(delivery, retry, probe).await {
+            Outcome::RetryScheduled { reason }
+        } else {
+            Outcome::Released { reason }
+        }
     }
 
     /// Moves the message to the error queue with the reason and timings.

@@ -1,0 +1,348 @@
+//! The endpoint runtime with real concurrency and real time: N workers,
+//! conflicting writers on hot entities, the sweeper, shutdown, and the
+//! identity-inbox fallback with its documented limit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exactly::env::{ManualClock, ThreadRandom};
+use exactly::fault::{FaultyTransport, TransportFaults};
+use exactly::record::EntityRecord;
+use exactly::{
+    CodecExt, Endpoint, Env, Json, MemoryStore, MemoryTransport, Message, Outcome, Outgoing,
+    Sender, Store, Transport, handler_fn,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Add {
+    account: String,
+    n: u64,
+}
+impl Message for Add {
+    const TYPE: &'static str = "Add";
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Audit {
+    account: String,
+}
+impl Message for Audit {
+    const TYPE: &'static str = "Audit";
+}
+
+fn ledger(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
+    Endpoint::builder("ledger", store, transport)
+        .handler(handler_fn(
+            |m: &Add| m.account.clone(),
+            |total: &mut u64, m: Add, ctx| {
+                *total += m.n;
+                ctx.send(
+                    "audit",
+                    &Audit {
+                        account: m.account.clone(),
+                    },
+                )?;
+                Ok(())
+            },
+        ))
+        .concurrency(8)
+        .receive_wait(Duration::from_millis(20))
+        .sweep(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .expect("valid endpoint")
+}
+
+fn audit(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
+    Endpoint::builder("audit", store, transport)
+        .handler(handler_fn(
+            |m: &Audit| m.account.clone(),
+            |seen: &mut u64, _m: Audit, _ctx| {
+                *seen += 1;
+                Ok(())
+            },
+        ))
+        .concurrency(4)
+        .receive_wait(Duration::from_millis(20))
+        .build()
+        .expect("valid endpoint")
+}
+
+async fn state(store: &dyn Store, key: &str) -> Option<u64> {
+    let v = store.get(key).await.expect("get")?;
+    let record = EntityRecord::decode(key, &v.value).expect("record");
+    assert!(record.outbox.is_empty(), "{key} has a pending outbox entry");
+    Json.decode(record.state.as_deref()?).ok()
+}
+
+/// Runs the endpoints until `done` holds or the deadline passes.
+async fn run_until(
+    endpoints: &[Endpoint],
+    deadline: Duration,
+    done: impl AsyncFn() -> bool,
+) -> bool {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for e in endpoints {
+        let (e, mut rx) = (e.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            e.run(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+        });
+    }
+    let start = tokio::time::Instant::now();
+    let mut ok = false;
+    while start.elapsed() < deadline {
+        if done().await {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_workers_apply_each_message_once_hot_and_spread() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+    let sender = Sender::new("load", store.clone(), transport.clone()).expect("sender");
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..200u64 {
+        // Half the messages hit one hot account; the rest spread out.
+        let account = if i % 2 == 0 {
+            "hot".to_owned()
+        } else {
+            format!("acct-{i}")
+        };
+        *expected.entry(account.clone()).or_default() += i;
+        let add = Add { account, n: i };
+        sender.send("ledger", &add).await.expect("send");
+        // Every message is also delivered twice.
+        let copy = sender
+            .envelope(
+                exactly::MessageId::derived("copy", &i.to_string()),
+                "ledger",
+                &add,
+            )
+            .expect("envelope");
+        sender
+            .send_with_id(copy.id, "ledger", &add)
+            .await
+            .expect("send");
+        transport
+            .send(vec![Outgoing::new(copy)])
+            .await
+            .expect("duplicate");
+    }
+    let (ledger, audit) = (
+        ledger(store.clone(), transport.clone()),
+        audit(store.clone(), transport.clone()),
+    );
+    let done = run_until(
+        &[ledger.clone(), audit.clone()],
+        Duration::from_secs(20),
+        async || audit.stats().snapshot().processed >= 400,
+    )
+    .await;
+    assert!(done, "did not finish: {:?}", ledger.stats().snapshot());
+
+    // Each Add was sent twice under two ids (so counted twice) and each of
+    // those was delivered twice (dropped once).
+    for (account, n) in &expected {
+        let total = state(store.as_ref(), &format!("e/ledger/{account}")).await;
+        assert_eq!(total, Some(2 * n), "{account}");
+    }
+    let hot_audits = state(store.as_ref(), "e/audit/hot").await;
+    assert_eq!(hot_audits, Some(200));
+    let stats = ledger.stats().snapshot();
+    assert_eq!(stats.processed, 400, "{stats:?}");
+    assert_eq!(stats.duplicates + stats.recovered, 200, "{stats:?}");
+    assert!(
+        stats.conflicts > 0,
+        "the hot entity should see write races: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeper_sends_an_intent_stranded_between_commit_and_send() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+    // The sender's broker connection is down: the intent commits, the send fails.
+    let down = Arc::new(FaultyTransport::new(
+        transport.clone(),
+        TransportFaults {
+            unavailable_ppm: 1_000_000,
+            ..TransportFaults::default()
+        },
+        Arc::new(ThreadRandom),
+    ));
+    let sender = Sender::new("web", store.clone(), down).expect("sender");
+    let id = sender
+        .send(
+            "ledger",
+            &Add {
+                account: "a".into(),
+                n: 5,
+            },
+        )
+        .await
+        .expect("committed");
+    assert_eq!(
+        transport
+            .receive("ledger", 1, Duration::ZERO)
+            .await
+            .expect("rx")
+            .len(),
+        0
+    );
+
+    // The sender's own sweeper (as the web front end would run it) sends it.
+    let sweeper = Sender::new("web", store.clone(), transport.clone())
+        .expect("sender")
+        .sweeper()
+        .min_age(Duration::ZERO);
+    assert_eq!(sweeper.sweep_once().await.expect("sweep"), 1);
+    let ledger = ledger(store.clone(), transport.clone());
+    let got = ledger
+        .receive_one()
+        .await
+        .expect("rx")
+        .expect("the stranded message");
+    assert_eq!(got.envelope.id, id);
+    assert_eq!(ledger.handle_delivery(got).await, Outcome::Processed);
+    // Its token was consumed: the intent record is settled.
+    let intent = store
+        .get(&format!("i/web/{id}"))
+        .await
+        .expect("get")
+        .expect("intent");
+    assert!(
+        EntityRecord::decode("i", &intent.value)
+            .expect("record")
+            .is_settled()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_entry_left_by_a_crash_is_finished_by_the_endpoint_sweeper_within_its_bound() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+    let sender = Sender::new("web", store.clone(), transport.clone()).expect("sender");
+    sender
+        .send(
+            "ledger",
+            &Add {
+                account: "a".into(),
+                n: 1,
+            },
+        )
+        .await
+        .expect("send");
+    // Commit on a ledger whose transport is down: the Audit message stays in
+    // the outbox entry, and the delivery goes back to the queue for later.
+    let down: Arc<dyn Transport> = Arc::new(FaultyTransport::new(
+        transport.clone(),
+        TransportFaults {
+            unavailable_ppm: 1_000_000,
+            ..TransportFaults::default()
+        },
+        Arc::new(ThreadRandom),
+    ));
+    let broken = ledger(store.clone(), down);
+    let d = broken.receive_one().await.expect("rx").expect("msg");
+    let outcome = broken.handle_delivery(d).await;
+    assert!(matches!(outcome, Outcome::Released { .. }), "{outcome:?}");
+    let raw = store.get("e/ledger/a").await.expect("get").expect("record");
+    assert_eq!(
+        EntityRecord::decode("k", &raw.value)
+            .expect("rec")
+            .outbox
+            .len(),
+        1
+    );
+    // Drop the returned delivery, so only the sweeper can finish the entry.
+    let (healthy, audit) = (
+        ledger(store.clone(), transport.clone()),
+        audit(store.clone(), transport.clone()),
+    );
+    let _ = transport
+        .receive("ledger", 10, Duration::from_secs(2))
+        .await;
+    let finished = run_until(
+        &[healthy.clone(), audit.clone()],
+        Duration::from_secs(5),
+        async || audit.stats().snapshot().processed == 1,
+    )
+    .await;
+    assert!(
+        finished,
+        "sweeper did not finish within 5 s: {:?}",
+        healthy.stats().snapshot()
+    );
+    assert_eq!(healthy.stats().snapshot().swept, 1);
+}
+
+#[tokio::test]
+async fn identity_inbox_dedups_within_its_window_and_not_after() {
+    let clock = Arc::new(ManualClock::starting_at(1_000_000));
+    let env = Env::seeded(9, clock.clone());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::with_clock(clock.clone()));
+    let endpoint = Endpoint::builder("ledger", store.clone(), transport.clone())
+        .handler(handler_fn(
+            |m: &Add| m.account.clone(),
+            |total: &mut u64, m: Add, _ctx| {
+                *total += m.n;
+                Ok(())
+            },
+        ))
+        .inbox_retention(Duration::from_secs(60))
+        .env(env)
+        .build()
+        .expect("endpoint");
+    // A producer that cannot create tokens.
+    let sender = Sender::new("legacy", store.clone(), transport.clone()).expect("sender");
+    let mut envelope = sender
+        .envelope(
+            exactly::MessageId::derived("legacy", "1"),
+            "ledger",
+            &Add {
+                account: "a".into(),
+                n: 7,
+            },
+        )
+        .expect("envelope");
+    envelope.token = None;
+    let deliver = async |expected: Outcome| {
+        transport
+            .send(vec![Outgoing::new(envelope.clone())])
+            .await
+            .expect("send");
+        let d = endpoint.receive_one().await.expect("rx").expect("msg");
+        assert_eq!(endpoint.handle_delivery(d).await, expected);
+    };
+    deliver(Outcome::Processed).await;
+    clock.advance(Duration::from_secs(59));
+    deliver(Outcome::Duplicate).await;
+    // A copy that outlives the retention window is processed again: the
+    // documented reason token dedup is the default.
+    clock.advance(Duration::from_secs(62));
+    // Another message prunes the inbox past its window.
+    let mut other = envelope.clone();
+    other.id = exactly::MessageId::derived("legacy", "2");
+    transport
+        .send(vec![Outgoing::new(other)])
+        .await
+        .expect("send");
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    assert_eq!(endpoint.handle_delivery(d).await, Outcome::Processed);
+    deliver(Outcome::Processed).await;
+    assert_eq!(state(store.as_ref(), "e/ledger/a").await, Some(21));
+}
