@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::call::{HttpCall, PendingCall};
 use crate::codec::{Codec, CodecExt};
 use crate::env::Env;
 use crate::error::HandlerError;
@@ -66,12 +67,14 @@ impl Incoming {
 /// they are sent only after that commit.
 pub struct Context {
     endpoint: String,
+    entity: String,
     record_key: String,
     incoming: Incoming,
     env: Env,
     codec: Arc<dyn Codec>,
     routes: Arc<Routes>,
     outgoing: Vec<Outgoing>,
+    calls: Vec<PendingCall>,
 }
 
 impl Context {
@@ -83,15 +86,51 @@ impl Context {
         codec: Arc<dyn Codec>,
         routes: Arc<Routes>,
     ) -> Self {
+        let entity = record_key
+            .strip_prefix(crate::record::ENTITY_PREFIX)
+            .and_then(|rest| rest.strip_prefix(endpoint))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(record_key)
+            .to_owned();
         Self {
             endpoint: endpoint.to_owned(),
+            entity,
             record_key: record_key.to_owned(),
             incoming,
             env,
             codec,
             routes,
             outgoing: Vec::new(),
+            calls: Vec::new(),
         }
+    }
+
+    /// The key of the entity being handled.
+    pub fn entity_key(&self) -> &str {
+        &self.entity
+    }
+
+    /// Captures a third-party HTTP call, made after this attempt commits,
+    /// with an `Idempotency-Key` derived from the incoming message id and the
+    /// call's index. Its [`CallResult`](crate::CallResult) comes back to this
+    /// entity as a message (register a handler for `CallResult`; its
+    /// `entity` field is this entity's key). Returns the result message's id.
+    pub fn call(&mut self, mut call: HttpCall) -> Result<MessageId, HandlerError> {
+        let index = self.calls.len();
+        call.idempotency_key =
+            MessageId::derived(&self.incoming.id.to_string(), &format!("call-{index}")).to_string();
+        let mut result = self.envelope_with_body(
+            &self.endpoint.clone(),
+            crate::call::CallResult::TYPE,
+            bytes::Bytes::new(),
+        );
+        result.headers.insert(
+            crate::message::headers::CALL_ENTITY.into(),
+            self.entity.clone(),
+        );
+        let id = result.id;
+        self.calls.push(PendingCall { call, result });
+        Ok(id)
     }
 
     /// The id of the message being handled.
@@ -179,10 +218,20 @@ impl Context {
         destination: &str,
         message: &M,
     ) -> Result<Envelope, HandlerError> {
+        let body = self.codec.encode(message)?;
+        Ok(self.envelope_with_body(destination, M::TYPE, body))
+    }
+
+    fn envelope_with_body(
+        &self,
+        destination: &str,
+        message_type: &str,
+        body: bytes::Bytes,
+    ) -> Envelope {
         let id = self.env.new_id();
-        Ok(Envelope {
+        Envelope {
             id,
-            message_type: M::TYPE.to_owned(),
+            message_type: message_type.to_owned(),
             destination: destination.to_owned(),
             headers: BTreeMap::new(),
             correlation_id: Some(self.correlation_id()),
@@ -195,11 +244,11 @@ impl Context {
                 id,
             }),
             content_type: self.codec.content_type().to_owned(),
-            body: self.codec.encode(message)?,
-        })
+            body,
+        }
     }
 
-    pub(crate) fn into_outgoing(self) -> Vec<Outgoing> {
-        self.outgoing
+    pub(crate) fn into_effects(self) -> (Vec<Outgoing>, Vec<PendingCall>) {
+        (self.outgoing, self.calls)
     }
 }

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod base64_bytes;
+pub mod call;
 pub mod codec;
 mod context;
 pub mod endpoint;
@@ -76,6 +77,7 @@ pub mod transport;
 #[cfg(feature = "harness")]
 pub mod harness;
 
+pub use call::{CallError, CallExecutor, CallResult, HttpCall};
 pub use codec::{Codec, CodecExt, Json};
 pub use context::{Context, Routes};
 pub use endpoint::{Config, Endpoint, EndpointBuilder, RetryPolicy};

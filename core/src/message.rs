@@ -131,6 +131,8 @@ pub mod headers {
     pub const RETRY_COUNT: &str = "exactly-retry-count";
     /// First failure time carried across delayed retries.
     pub const FIRST_FAILURE: &str = "exactly-first-failure";
+    /// On a `CallResult` message: the key of the entity that made the call.
+    pub const CALL_ENTITY: &str = "exactly-call-entity";
 }
 
 /// A message type handlers can receive and send.

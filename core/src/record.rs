@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::base64_bytes;
+use crate::call::PendingCall;
 use crate::error::{InvalidName, StoreError};
 use crate::message::{DedupToken, MessageId};
 use crate::store::{Precondition, Store, Version};
@@ -39,6 +40,9 @@ pub struct OutboxEntry {
     pub committed_at: u64,
     /// The captured outgoing messages, ids fixed at capture time.
     pub messages: Vec<Outgoing>,
+    /// Captured third-party calls, performed after the messages are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<PendingCall>,
 }
 
 /// One store record: state plus protocol bookkeeping.

@@ -140,6 +140,7 @@ impl Sender {
             incoming_token: None,
             committed_at: self.env.now_millis(),
             messages: vec![Outgoing::new(envelope)],
+            calls: Vec::new(),
         });
         let finisher = self.finisher(probe);
         let committed = self.commit_intent(&finisher, &key, record).await?;
@@ -211,6 +212,8 @@ impl Sender {
             store: self.store.as_ref(),
             transport: self.transport.as_ref(),
             env: &self.env,
+            codec: self.codec.as_ref(),
+            calls: None,
             probe,
             mutant: None,
         }

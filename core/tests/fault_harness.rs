@@ -109,3 +109,31 @@ async fn sweeper_racing_workers_on_entity_records_is_harmless() {
     assert!(report.faults.sweeps > 0);
     assert!(report.violations.is_empty(), "{report}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn third_party_calls_charge_exactly_once_under_faults() {
+    // 5% of provider requests answer 503 before charging, 5% lose the
+    // response after charging; plus every fault of the default schedule.
+    let config = Config {
+        schedules: 2_000,
+        calls: Some(harness::fake_payments(50_000)),
+        ..Config::default()
+    }
+    .from_env();
+    let report = harness::run(&config, &harness::memory_backend()).await;
+    println!("{report}");
+    assert!(report.violations.is_empty(), "{report}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_double_charge_by_a_provider_that_ignores_keys() {
+    let config = Config {
+        schedules: 2_000,
+        calls: Some(harness::fake_payments_ignoring_keys(50_000)),
+        stop_on: vec![ViolationKind::Duplicated],
+        ..Config::default()
+    };
+    let report = harness::run(&config, &harness::memory_backend()).await;
+    println!("{report}");
+    assert!(report.found(ViolationKind::Duplicated), "{report}");
+}

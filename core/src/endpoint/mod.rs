@@ -13,6 +13,7 @@ use tracing::warn;
 
 pub use config::{Config, RetryPolicy};
 
+use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
 use crate::context::Routes;
 use crate::env::Env;
@@ -77,9 +78,17 @@ pub struct EndpointBuilder {
     routes: Arc<Routes>,
     env: Env,
     config: Config,
+    calls: Option<Arc<dyn CallExecutor>>,
 }
 
 impl EndpointBuilder {
+    /// Performs the third-party calls handlers capture with
+    /// [`Context::call`](crate::Context::call).
+    pub fn calls(mut self, executor: Arc<dyn CallExecutor>) -> Self {
+        self.calls = Some(executor);
+        self
+    }
+
     /// Registers the handler for messages of type `M`.
     pub fn handler<M: Message, H: Handler<M>>(mut self, handler: H) -> Self {
         let erased: Arc<dyn ErasedHandler> = Arc::new(Erased::<M, H>::new(handler));
@@ -182,6 +191,7 @@ impl EndpointBuilder {
                 env: self.env,
                 config: self.config,
                 stats: Arc::default(),
+                calls: self.calls,
             }),
         })
     }
@@ -204,6 +214,7 @@ impl Endpoint {
             routes: Arc::default(),
             env: Env::system(),
             config: Config::default(),
+            calls: None,
         }
     }
 
@@ -249,6 +260,8 @@ impl Endpoint {
             .prefix(format!("{ENTITY_PREFIX}{}/", core.name))
             .min_age(core.config.sweep_min_age)
             .env(core.env.clone())
+            .codec(core.codec.clone())
+            .calls(core.calls.clone())
             .with_stats(core.stats.clone(), core.config.mutant)
     }
 

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::env::Random;
 
-/// A probability in parts per million.
-pub(crate) fn roll(random: &dyn Random, ppm: u32) -> bool {
+/// Whether an event of probability `ppm` (parts per million) happens now.
+pub fn roll(random: &dyn Random, ppm: u32) -> bool {
     ppm > 0 && (random.next_u64() % 1_000_000) < u64::from(ppm)
 }
 

@@ -18,6 +18,7 @@
 //! A failing schedule is reported with its seed; rerun it alone with
 //! `EXACTLY_SEED=<seed>`.
 
+mod calls;
 mod gate;
 mod recorder;
 mod schedule;
@@ -34,6 +35,7 @@ use crate::protocol::Mutant;
 use crate::store::Store;
 use crate::transport::Transport;
 
+pub use calls::{CallsUnderTest, Charge, ChargeLedger, FakePaymentApi};
 pub use workload::Workload;
 
 /// The store and transport one schedule runs on.
@@ -78,8 +80,31 @@ pub fn memory_backend() -> BackendFactory {
     })
 }
 
+/// Builds a fresh third party for a schedule.
+pub type CallsFactory =
+    Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, CallsUnderTest> + Send + Sync>;
+
+/// An in-process payment provider per schedule that drops responses and
+/// answers 5xx (`fault_ppm` each way).
+pub fn fake_payments(fault_ppm: u32) -> CallsFactory {
+    Arc::new(move |env: ScheduleEnv| {
+        Box::pin(async move { FakePaymentApi::new(env.random, fault_ppm).under_test() })
+    })
+}
+
+/// Like [`fake_payments`], but the provider ignores idempotency keys.
+pub fn fake_payments_ignoring_keys(fault_ppm: u32) -> CallsFactory {
+    Arc::new(move |env: ScheduleEnv| {
+        Box::pin(async move {
+            FakePaymentApi::new(env.random, fault_ppm)
+                .ignoring_keys()
+                .under_test()
+        })
+    })
+}
+
 /// Fault rates and the schedule shape.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Number of schedules.
     pub schedules: u64,
@@ -107,6 +132,8 @@ pub struct Config {
     pub store_faults: StoreFaults,
     /// Transport faults during the fault phase.
     pub transport_faults: TransportFaults,
+    /// A third party the workload charges at the start of each chain.
+    pub calls: Option<CallsFactory>,
     /// A deliberately broken protocol variant.
     pub mutant: Option<Mutant>,
     /// Stop as soon as a schedule breaks one of these invariants (used by
@@ -137,6 +164,7 @@ impl Default for Config {
                 duplicate_ppm: 20_000,
                 lost_ack_ppm: 10_000,
             },
+            calls: None,
             mutant: None,
             stop_on: Vec::new(),
         }

@@ -8,9 +8,10 @@ use futures::FutureExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::calls::CallsUnderTest;
 use super::gate::{Advanced, Gate, Worker, advance};
 use super::recorder::{RecordingStore, RecordingTransport, SharedLog, lock};
-use super::workload::{Applied, FanHandler, Fanned, Hop, HopHandler};
+use super::workload::{Applied, FanHandler, Fanned, Hop, HopHandler, PaidHandler};
 use super::{BackendFactory, Config, Report, ScheduleEnv, Violation, ViolationKind};
 use crate::codec::{CodecExt, Json};
 use crate::context::Routes;
@@ -40,6 +41,7 @@ struct World {
     log: SharedLog,
     error_queue: String,
     intent_prefix: String,
+    calls: Option<CallsUnderTest>,
 }
 
 pub(super) async fn run_one(
@@ -58,7 +60,18 @@ pub(super) async fn run_one(
     })
     .await;
     let env = Env::seeded(seed, clock.clone());
-    let world = World::new(config, &backend, &env, fault_random);
+    let calls = match &config.calls {
+        Some(factory) => Some(
+            factory(ScheduleEnv {
+                seed,
+                clock: clock.clone(),
+                random: fault_random.clone(),
+            })
+            .await,
+        ),
+        None => None,
+    };
+    let world = World::new(config, &backend, &env, fault_random, calls);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seeds: Vec<Envelope> = (0..config.workload.chains)
         .map(|chain| {
@@ -153,7 +166,9 @@ impl World {
         backend: &super::Backend,
         env: &Env,
         fault_random: Arc<dyn Random>,
+        calls: Option<CallsUnderTest>,
     ) -> Self {
+        let executor = calls.as_ref().map(|c| c.executor.clone());
         let log = SharedLog::default();
         let ns = &backend.namespace;
         let recording_store = Arc::new(RecordingStore {
@@ -186,14 +201,21 @@ impl World {
         let endpoints: Vec<Endpoint> = names
             .iter()
             .map(|name| {
-                Endpoint::builder(name.clone(), store.clone(), transport.clone())
+                let builder = Endpoint::builder(name.clone(), store.clone(), transport.clone())
                     .handler(HopHandler {
                         workload: config.workload,
                         endpoints: names.clone(),
+                        charge_url: calls.as_ref().map(|c| c.url.clone()),
                     })
                     .handler(FanHandler {
                         workload: config.workload,
                     })
+                    .handler(PaidHandler);
+                let builder = match &executor {
+                    Some(e) => builder.calls(e.clone()),
+                    None => builder,
+                };
+                builder
                     .routes(routes.clone())
                     .env(env.clone())
                     .retry(RetryPolicy::no_delays())
@@ -215,6 +237,7 @@ impl World {
         let mut sweeper = Sweeper::new(store, transport)
             .min_age(Duration::ZERO)
             .env(env.clone())
+            .calls(executor)
             .with_stats(Arc::default(), config.mutant)
             .prefix(intent_prefix.clone());
         if config.sweep_entities {
@@ -234,6 +257,7 @@ impl World {
             log,
             error_queue,
             intent_prefix,
+            calls,
         }
     }
 
@@ -400,7 +424,32 @@ impl World {
                 );
             }
         }
-        for expected in config.workload.expected() {
+        if let Some(calls) = &self.calls {
+            let mut per_chain: BTreeMap<u32, u32> = BTreeMap::new();
+            for (_, chain) in (calls.charges)().await {
+                *per_chain.entry(chain).or_default() += 1;
+            }
+            for chain in 0..config.workload.chains {
+                match per_chain.get(&chain).copied().unwrap_or(0) {
+                    1 => {}
+                    0 => {
+                        report.lost += 1;
+                        violate(
+                            ViolationKind::Lost,
+                            format!("chain {chain} was never charged"),
+                        );
+                    }
+                    n => {
+                        report.duplicated += u64::from(n - 1);
+                        violate(
+                            ViolationKind::Duplicated,
+                            format!("chain {chain} was charged {n} times"),
+                        );
+                    }
+                }
+            }
+        }
+        for expected in config.workload.expected(self.calls.is_some()) {
             let n = applied.remove(&expected).unwrap_or(0);
             if n == 0 {
                 report.lost += 1;
@@ -422,21 +471,29 @@ impl World {
         }
         {
             let log = lock(&self.log);
+            let mut result_bodies: BTreeMap<crate::message::MessageId, &bytes::Bytes> =
+                BTreeMap::new();
             for sent in &log.sent {
-                match log.committed.get(&sent.envelope.id) {
+                let (id, body) = (sent.envelope.id, &sent.envelope.body);
+                let committed = match log.committed.get(&id) {
+                    Some(committed) => Some(committed),
+                    // A call result: every copy must carry the first copy's bytes.
+                    None if log.committed_results.contains(&id) => {
+                        Some(*result_bodies.entry(id).or_insert(body))
+                    }
+                    None => None,
+                };
+                match committed {
                     None => violate(
                         ViolationKind::Ghost,
                         format!(
-                            "{} {} was sent but never committed",
-                            sent.envelope.message_type, sent.envelope.id
+                            "{} {id} was sent but never committed",
+                            sent.envelope.message_type
                         ),
                     ),
-                    Some(body) if *body != sent.envelope.body => violate(
+                    Some(expected) if expected != body => violate(
                         ViolationKind::InconsistentOutput,
-                        format!(
-                            "a copy of {} differs from the committed bytes",
-                            sent.envelope.id
-                        ),
+                        format!("a copy of {id} differs from the committed bytes"),
                     ),
                     Some(_) => {}
                 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::call::{CallResult, HttpCall};
 use crate::context::Context;
 use crate::error::HandlerError;
 use crate::handler::Handler;
@@ -82,9 +83,13 @@ impl Workload {
 
     /// Every effect that must be applied exactly once: (endpoint, entity
     /// key, effect name).
-    pub fn expected(&self) -> Vec<(usize, String, String)> {
+    pub fn expected(&self, with_calls: bool) -> Vec<(usize, String, String)> {
         let mut out = Vec::new();
         for chain in 0..self.chains {
+            if with_calls {
+                let (endpoint, key) = self.route(chain, 0);
+                out.push((endpoint, key, format!("paid:{chain}")));
+            }
             for hop in 0..self.hops {
                 let (endpoint, key) = self.route(chain, hop);
                 out.push((endpoint, key, format!("hop:{chain}:{hop}")));
@@ -98,10 +103,11 @@ impl Workload {
 }
 
 /// Handles [`Hop`]: records it and sends the next hop (plus, at hop 0, a
-/// published [`Fanned`]).
+/// published [`Fanned`] and, with a third party, a `charge` call).
 pub struct HopHandler {
     pub(crate) workload: Workload,
     pub(crate) endpoints: [String; 2],
+    pub(crate) charge_url: Option<String>,
 }
 
 impl Handler<Hop> for HopHandler {
@@ -128,7 +134,38 @@ impl Handler<Hop> for HopHandler {
         }
         if m.hop == 0 {
             ctx.publish(&Fanned { chain: m.chain })?;
+            if let Some(url) = &self.charge_url {
+                let charge = crate::harness::Charge { chain: m.chain };
+                let call = HttpCall::post_json("charge", url.clone(), &charge)
+                    .map_err(HandlerError::failed)?;
+                ctx.call(call)?;
+            }
         }
+        Ok(())
+    }
+}
+
+/// Handles the [`CallResult`] of a charge: records `paid:{chain}`.
+pub struct PaidHandler;
+
+impl Handler<CallResult> for PaidHandler {
+    type State = Applied;
+
+    fn entity_key(&self, r: &CallResult) -> String {
+        r.entity.clone()
+    }
+
+    async fn handle(
+        &self,
+        s: &mut Applied,
+        r: CallResult,
+        _: &mut Context,
+    ) -> Result<(), HandlerError> {
+        let charge: crate::harness::Charge = r.json().map_err(HandlerError::failed)?;
+        let outcome = if r.is_success() { "paid" } else { "declined" };
+        *s.effects
+            .entry(format!("{outcome}:{}", charge.chain))
+            .or_default() += 1;
         Ok(())
     }
 }

@@ -94,8 +94,15 @@ impl Core {
             .instrument(debug_span!("exactly.handle", entity = key))
             .await
             .map_err(|e| AttemptError::Retry(e.to_string()))?;
-        let messages = ctx.into_outgoing();
+        let (messages, calls) = ctx.into_effects();
         self.check_sizes(&messages)?;
+        if !calls.is_empty() && self.calls.is_none() {
+            return Err(AttemptError::Poison(
+                "the handler captured an HTTP call but the endpoint has no CallExecutor \
+                 (EndpointBuilder::calls)"
+                    .into(),
+            ));
+        }
 
         let now = self.env.now_millis();
         let mut record = loaded.record.clone();
@@ -109,12 +116,14 @@ impl Core {
         }
         if !self.is(Mutant::RecreateTokenAtDispatch) {
             record.tokens.extend(messages.iter().map(|m| m.envelope.id));
+            record.tokens.extend(calls.iter().map(|c| c.result.id));
         }
         let entry = OutboxEntry {
             incoming: envelope.id,
             incoming_token: envelope.token.clone(),
             committed_at: now,
             messages,
+            calls,
         };
         record.outbox.push(entry.clone());
         if self.is(Mutant::DispatchBeforeCommit) {

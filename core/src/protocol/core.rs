@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::finish::Finisher;
 use super::{Mutant, Probe, Stats};
+use crate::call::CallExecutor;
 use crate::codec::Codec;
 use crate::context::Routes;
 use crate::endpoint::Config;
@@ -24,6 +25,7 @@ pub(crate) struct Core {
     pub env: Env,
     pub config: Config,
     pub stats: Arc<Stats>,
+    pub calls: Option<Arc<dyn CallExecutor>>,
 }
 
 impl Core {
@@ -32,6 +34,8 @@ impl Core {
             store: self.store.as_ref(),
             transport: self.transport.as_ref(),
             env: &self.env,
+            codec: self.codec.as_ref(),
+            calls: self.calls.as_deref(),
             probe,
             mutant: self.config.mutant,
         }

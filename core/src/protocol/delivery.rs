@@ -35,6 +35,7 @@ impl Core {
             message_id = %envelope.id,
             message_type = %envelope.message_type,
             entity = tracing::field::Empty,
+            attempts = tracing::field::Empty,
         );
         async {
             let outcome = match self.classify(envelope) {
@@ -48,7 +49,8 @@ impl Core {
                 Ok(outcome) => {
                     self.count(&outcome);
                     pause(probe, Step::Ack).await;
-                    if let Err(e) = self.transport.ack(&delivery.receipt).await {
+                    let ack = self.transport.ack(&delivery.receipt);
+                    if let Err(e) = ack.instrument(tracing::debug_span!("exactly.ack")).await {
                         // The work is done; a redelivery will be dropped as a duplicate.
                         warn!(error = %e, "ack failed");
                     }
@@ -98,7 +100,10 @@ impl Core {
     ) -> Result<Outcome, Failure> {
         let policy = &self.config.retry;
         let (mut failures, mut conflicts) = (0u32, 0u32);
+        let mut attempt = 0u32;
         loop {
+            attempt += 1;
+            tracing::Span::current().record("attempts", attempt);
             match self.attempt(&delivery.envelope, handler, key, probe).await {
                 Err(AttemptError::Conflict) if conflicts < policy.conflict_limit => {
                     conflicts += 1;

@@ -10,10 +10,14 @@ use std::time::Duration;
 use tracing::{Instrument, debug_span};
 
 use super::{AttemptError, Mutant, Probe, Step, pause};
+use crate::call::{CallError, CallExecutor, PendingCall};
+use crate::codec::{Codec, CodecExt};
 use crate::env::Env;
+use crate::message::headers;
 use crate::message::{DedupToken, MessageId};
 use crate::record::{Loaded, OutboxEntry, read_record, write_record};
 use crate::store::Store;
+use crate::transport::Outgoing;
 use crate::transport::Transport;
 
 /// How many lost races a bookkeeping write tolerates before giving up (the
@@ -21,12 +25,20 @@ use crate::transport::Transport;
 pub(crate) const CONFLICT_LIMIT: u32 = 64;
 /// Longest back-off between two tries of a conflicting bookkeeping write.
 pub(crate) const CONFLICT_BACKOFF: Duration = Duration::from_millis(4);
+/// Tries of a captured call within one finishing.
+const CALL_TRIES: u32 = 3;
+/// Back-off unit between tries of a call (doubles each try, jittered).
+const CALL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Everything finishing needs, borrowed from its owner.
 pub(crate) struct Finisher<'a> {
     pub store: &'a dyn Store,
     pub transport: &'a dyn Transport,
     pub env: &'a Env,
+    /// Encodes call results.
+    pub codec: &'a dyn Codec,
+    /// Performs captured calls; `None` where no call can be pending.
+    pub calls: Option<&'a dyn CallExecutor>,
     pub probe: Option<&'a dyn Probe>,
     pub mutant: Option<Mutant>,
 }
@@ -66,6 +78,9 @@ impl Finisher<'_> {
                 current = self.recreate_tokens(key, current, entry).await?;
             }
             self.dispatch(entry).await?;
+            for call in &entry.calls {
+                self.perform(call).await?;
+            }
             if self.is(Mutant::RemoveEntryBeforeConsume) {
                 let current = self.remove_entry(key, current, entry.incoming).await?;
                 self.consume_token(entry.incoming_token.as_ref()).await?;
@@ -96,6 +111,52 @@ impl Finisher<'_> {
                 count = entry.messages.len()
             ))
             .await?;
+        Ok(())
+    }
+
+    /// Step 4 for a captured call: make it (same idempotency key every time),
+    /// then send its result, whose id and token were fixed at the commit.
+    /// Transient failures are retried a few times here; after that the entry
+    /// stays pending and the next finisher (a redelivery, the sweeper) retries.
+    pub(crate) async fn perform(&self, pending: &PendingCall) -> Result<(), AttemptError> {
+        let executor = self.calls.ok_or_else(|| {
+            AttemptError::Retry("an HTTP call is pending but no CallExecutor is configured".into())
+        })?;
+        let span = debug_span!("exactly.call", call = %pending.call.name, key = %pending.call.idempotency_key);
+        let mut result = async {
+            let mut last = String::new();
+            for attempt in 0..CALL_TRIES {
+                if attempt > 0 {
+                    let backoff = CALL_BACKOFF.saturating_mul(1 << attempt);
+                    self.env.clock.sleep(self.env.jitter(backoff)).await;
+                }
+                self.step(Step::Call).await;
+                match executor.execute(&pending.call).await {
+                    Ok(result) => return Ok(result),
+                    Err(CallError::Transient(e)) => last = e,
+                    Err(e) => return Err(AttemptError::Retry(e.to_string())),
+                }
+            }
+            Err(AttemptError::Retry(format!(
+                "call {:?}: {last}",
+                pending.call.name
+            )))
+        }
+        .instrument(span)
+        .await?;
+        result.entity = pending
+            .result
+            .header(headers::CALL_ENTITY)
+            .unwrap_or_default()
+            .to_owned();
+        let mut envelope = pending.result.clone();
+        envelope.body = self
+            .codec
+            .encode(&result)
+            .map_err(|e| AttemptError::Retry(e.to_string()))?;
+        envelope.content_type = self.codec.content_type().to_owned();
+        self.step(Step::Dispatch).await;
+        self.transport.send(vec![Outgoing::new(envelope)]).await?;
         Ok(())
     }
 
@@ -133,6 +194,18 @@ impl Finisher<'_> {
 
     /// Step 5b: writes the record back without the entry for `incoming`.
     pub(crate) async fn remove_entry(
+        &self,
+        key: &str,
+        current: Loaded,
+        incoming: MessageId,
+    ) -> Result<Loaded, AttemptError> {
+        let span = debug_span!("exactly.remove_entry", entity = key, message_id = %incoming);
+        self.remove_entry_inner(key, current, incoming)
+            .instrument(span)
+            .await
+    }
+
+    async fn remove_entry_inner(
         &self,
         key: &str,
         mut current: Loaded,
@@ -177,6 +250,7 @@ impl Finisher<'_> {
                 .messages
                 .iter()
                 .map(|m| m.envelope.id)
+                .chain(entry.calls.iter().map(|c| c.result.id))
                 .filter(|id| !current.record.tokens.contains(id))
                 .collect();
             if current.record.entry(entry.incoming).is_none() || missing.is_empty() {

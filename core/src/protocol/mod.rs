@@ -46,6 +46,8 @@ pub enum Step {
     Commit,
     /// Send an entry's outgoing messages (step 4).
     Dispatch,
+    /// Make a captured third-party call (step 4).
+    Call,
     /// Read or write the sender's record to consume the token (step 5).
     ConsumeToken,
     /// Write the entity record without the finished entry (step 5).

@@ -10,6 +10,8 @@ use tracing::{debug, warn};
 
 use super::finish::Finisher;
 use super::{AttemptError, Mutant, Probe, Stats, Step, pause};
+use crate::call::CallExecutor;
+use crate::codec::{Codec, Json};
 use crate::env::Env;
 use crate::error::StoreError;
 use crate::record::read_record;
@@ -32,6 +34,8 @@ pub struct Sweeper {
     min_age: Duration,
     stats: Arc<Stats>,
     mutant: Option<Mutant>,
+    codec: Arc<dyn Codec>,
+    calls: Option<Arc<dyn CallExecutor>>,
 }
 
 impl Sweeper {
@@ -45,7 +49,21 @@ impl Sweeper {
             min_age: Duration::from_secs(2),
             stats: Arc::default(),
             mutant: None,
+            codec: Arc::new(Json),
+            calls: None,
         }
+    }
+
+    /// Encodes call results with this codec (default JSON).
+    pub fn codec(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Performs pending third-party calls with this executor.
+    pub fn calls(mut self, calls: Option<Arc<dyn CallExecutor>>) -> Self {
+        self.calls = calls;
+        self
     }
 
     /// Also sweeps records whose key starts with `prefix`.
@@ -87,6 +105,8 @@ impl Sweeper {
             store: self.store.as_ref(),
             transport: self.transport.as_ref(),
             env: &self.env,
+            codec: self.codec.as_ref(),
+            calls: self.calls.as_deref(),
             probe,
             mutant: self.mutant,
         };
