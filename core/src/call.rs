@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::base64_bytes;
 use crate::message::{Envelope, Message};
 
+/// The method of an [`HttpCall::exactly_rpc`] call: PUT, then POST.
+pub const EXACTLY_RPC: &str = "EXACTLY-RPC";
+
 /// An HTTP request a handler wants made, after its state change commits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpCall {
@@ -78,6 +81,26 @@ impl HttpCall {
         Ok(call)
     }
 
+    /// A request to another service built on exactly, executed exactly once
+    /// with no retention window: the executor `PUT`s `body` as a request of
+    /// type `request_type` under the call's key at
+    /// `{service}/exactly/requests/{key}`, `POST`s to execute it, returns the
+    /// stored response, and the runtime `DELETE`s the request once the
+    /// response has been handled (see `docs/http.md`).
+    pub fn exactly_rpc<T: Serialize>(
+        name: impl Into<String>,
+        service: impl Into<String>,
+        request_type: &str,
+        body: &T,
+    ) -> Result<Self, serde_json::Error> {
+        let request = serde_json::json!({ "type": request_type, "body": body });
+        let mut call = Self::new(name, EXACTLY_RPC, service);
+        call.body = Bytes::from(serde_json::to_vec(&request)?);
+        call.headers
+            .insert("content-type".into(), "application/json".into());
+        Ok(call)
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
@@ -112,6 +135,11 @@ pub struct CallResult {
     /// Whether the answer came from the check-before-retry query.
     #[serde(default)]
     pub from_check: bool,
+    /// For a call to another exactly service ([`HttpCall::exactly_rpc`]):
+    /// the URL to `DELETE` once this result has been handled. The runtime
+    /// makes that call itself, after the handling commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 impl CallResult {
@@ -137,8 +165,11 @@ impl Message for CallResult {
 pub struct PendingCall {
     /// The call.
     pub call: HttpCall,
-    /// The result message, addressed back to the calling entity.
-    pub result: Envelope,
+    /// The result message, addressed back to the calling entity; `None`
+    /// for a call whose answer nobody waits for (the `DELETE` that releases
+    /// an exactly-once request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Envelope>,
 }
 
 /// Why a call did not produce a definitive answer.

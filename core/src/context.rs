@@ -129,7 +129,10 @@ impl Context {
             self.entity.clone(),
         );
         let id = result.id;
-        self.calls.push(PendingCall { call, result });
+        self.calls.push(PendingCall {
+            call,
+            result: Some(result),
+        });
         Ok(id)
     }
 

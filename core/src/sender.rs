@@ -8,15 +8,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tracing::warn;
 
 use crate::codec::{Codec, CodecExt, Json};
+use crate::context::Context;
 use crate::env::Env;
-use crate::error::{CodecError, InvalidName, StoreError};
+use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
 use crate::protocol::finish::Finisher;
 use crate::protocol::{AttemptError, Probe, Sweeper};
-use crate::record::{EntityRecord, INTENT_PREFIX, Loaded, OutboxEntry, read_record, validate_name};
+use crate::record::{
+    EntityRecord, INTENT_PREFIX, Loaded, OutboxEntry, read_record, validate_name, write_record,
+};
 use crate::store::{Precondition, Store};
 use crate::transport::{Outgoing, Transport};
 
@@ -34,6 +39,38 @@ pub enum SendError {
     /// A name was refused.
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
+    /// A [`Sender::run_once`] handler failed.
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+}
+
+/// What [`Sender::run_once`] found or did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Once {
+    /// No record under that id (never created, or deleted).
+    Missing,
+    /// The handler said the work was already done; the state as read.
+    Done(Bytes),
+    /// This call committed; the new state.
+    Ran(Bytes),
+}
+
+/// What a [`Sender::run_once`] handler decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnceStep {
+    /// Commit this new state together with the effects captured.
+    Commit(Bytes),
+    /// Nothing to do.
+    Done,
+}
+
+/// An intent record as committed by [`Sender::send_with_state`].
+#[derive(Clone, Debug)]
+pub struct Intent {
+    /// Its store key.
+    pub key: String,
+    /// The state stored with it by the send that committed first.
+    pub state: Option<Bytes>,
 }
 
 /// Commits and sends messages on behalf of a named source.
@@ -124,6 +161,26 @@ impl Sender {
         })
     }
 
+    /// Commits the intent for `envelope` (built by [`Sender::envelope`])
+    /// together with `state` — e.g. the answer an HTTP front end must repeat
+    /// to retries — then dispatches it. If an earlier send of the same id
+    /// committed first, nothing new is written and that first record is
+    /// returned: callers compare its state with theirs.
+    pub async fn send_with_state(
+        &self,
+        envelope: Envelope,
+        state: Bytes,
+    ) -> Result<Intent, SendError> {
+        let key = self.record_key(envelope.id);
+        let committed = self
+            .commit_and_dispatch(envelope, Some(state), None)
+            .await?;
+        Ok(Intent {
+            key,
+            state: committed.record.state,
+        })
+    }
+
     /// Commits the intent for `envelope` (whose token must point at this
     /// sender's record for its id), then dispatches it.
     pub(crate) async fn send_envelope(
@@ -132,8 +189,22 @@ impl Sender {
         probe: Option<&dyn Probe>,
     ) -> Result<MessageId, SendError> {
         let id = envelope.id;
+        self.commit_and_dispatch(envelope, None, probe).await?;
+        Ok(id)
+    }
+
+    async fn commit_and_dispatch(
+        &self,
+        envelope: Envelope,
+        state: Option<Bytes>,
+        probe: Option<&dyn Probe>,
+    ) -> Result<Loaded, SendError> {
+        let id = envelope.id;
         let key = self.record_key(id);
-        let mut record = EntityRecord::default();
+        let mut record = EntityRecord {
+            state,
+            ..EntityRecord::default()
+        };
         record.tokens.insert(id);
         record.outbox.push(OutboxEntry {
             incoming: id,
@@ -144,14 +215,19 @@ impl Sender {
         });
         let finisher = self.finisher(probe);
         let committed = self.commit_intent(&finisher, &key, record).await?;
-        match finisher.finish_pending(&key, committed).await {
-            Ok(_) => {}
+        match finisher.finish_pending(&key, committed.clone()).await {
+            Ok(done) => return Ok(done),
             Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
                 warn!(%id, %reason, "intent committed but not yet dispatched; the sweeper will");
             }
             Err(AttemptError::Conflict) => {}
         }
-        Ok(id)
+        Ok(committed)
+    }
+
+    /// The store key of the intent record for `id`.
+    pub fn record_key(&self, id: MessageId) -> String {
+        format!("{INTENT_PREFIX}{}/{id}", self.source)
     }
 
     /// Creates the intent record, or finds the one an earlier send of the
@@ -194,6 +270,107 @@ impl Sender {
             .into())
     }
 
+    /// Creates the record for `id` holding `state`, unless it exists; either
+    /// way returns the record's state as first written. Nothing is sent.
+    pub async fn create(&self, id: MessageId, state: Bytes) -> Result<Intent, SendError> {
+        let key = self.record_key(id);
+        let record = EntityRecord {
+            state: Some(state),
+            ..EntityRecord::default()
+        };
+        let loaded = self
+            .commit_intent(&self.finisher(None), &key, record)
+            .await?;
+        Ok(Intent {
+            key,
+            state: loaded.record.state,
+        })
+    }
+
+    /// Runs `handler` against the record for `id` until one run commits or
+    /// the handler says the work is done. The handler gets the record's state
+    /// and a [`Context`] to capture messages; `OnceStep::Commit` writes the
+    /// new state and those messages (with their tokens) in one conditional
+    /// write of the record, so of concurrent or stale runs exactly one takes
+    /// hold, and none after the record is deleted. Captured HTTP calls are
+    /// not supported here.
+    pub async fn run_once(
+        &self,
+        id: MessageId,
+        mut handler: impl FnMut(&Bytes, &mut Context) -> Result<OnceStep, HandlerError>,
+    ) -> Result<Once, SendError> {
+        let key = self.record_key(id);
+        let finisher = self.finisher(None);
+        for _ in 0..crate::protocol::finish::CONFLICT_LIMIT {
+            let mut loaded = read_record(self.store.as_ref(), &key).await?;
+            if loaded.version.is_none() {
+                return Ok(Once::Missing);
+            }
+            if !loaded.record.outbox.is_empty() {
+                match finisher.finish_pending(&key, loaded.clone()).await {
+                    Ok(done) => loaded = done,
+                    Err(AttemptError::Conflict) => continue,
+                    Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
+                        warn!(%id, %reason, "pending effects not yet sent; the sweeper will");
+                    }
+                }
+            }
+            let state = loaded.record.state.clone().unwrap_or_default();
+            let incoming = crate::context::Incoming {
+                id,
+                correlation_id: Some(id),
+                reply_to: None,
+                headers: BTreeMap::new(),
+            };
+            let mut ctx = Context::new(
+                &self.source,
+                &key,
+                incoming,
+                self.env.clone(),
+                self.codec.clone(),
+                Arc::default(),
+            );
+            let new_state = match handler(&state, &mut ctx)? {
+                OnceStep::Done => return Ok(Once::Done(state)),
+                OnceStep::Commit(new_state) => new_state,
+            };
+            let (messages, calls) = ctx.into_effects();
+            if !calls.is_empty() {
+                return Err(HandlerError::Routing(
+                    "HTTP calls cannot be captured by a run_once handler".into(),
+                )
+                .into());
+            }
+            let mut record = loaded.record.clone();
+            record.state = Some(new_state.clone());
+            record.tokens.extend(messages.iter().map(|m| m.envelope.id));
+            record.outbox.push(OutboxEntry {
+                incoming: self.env.new_id(),
+                incoming_token: None,
+                committed_at: self.env.now_millis(),
+                messages,
+                calls,
+            });
+            match write_record(self.store.as_ref(), &key, &loaded, &record).await {
+                Ok(version) => {
+                    let committed = Loaded {
+                        record,
+                        version: Some(version),
+                    };
+                    if let Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) =
+                        finisher.finish_pending(&key, committed).await
+                    {
+                        warn!(%id, %reason, "committed; the sweeper will send the rest");
+                    }
+                    return Ok(Once::Ran(new_state));
+                }
+                Err(e) if e.is_conflict() => finisher.back_off().await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict { key }.into())
+    }
+
     /// A sweeper over this sender's intent records (run it, or intents of a
     /// sender that died between commit and dispatch wait for the next send).
     pub fn sweeper(&self) -> Sweeper {
@@ -201,10 +378,6 @@ impl Sender {
             .prefix(format!("{INTENT_PREFIX}{}/", self.source))
             .env(self.env.clone())
             .min_age(Duration::from_secs(2))
-    }
-
-    fn record_key(&self, id: MessageId) -> String {
-        format!("{INTENT_PREFIX}{}/{id}", self.source)
     }
 
     fn finisher<'a>(&'a self, probe: Option<&'a dyn Probe>) -> Finisher<'a> {

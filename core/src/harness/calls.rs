@@ -20,6 +20,9 @@ pub struct CallsUnderTest {
     pub url: String,
     /// Every charge the provider applied: (idempotency key, chain).
     pub charges: ChargeLedger,
+    /// Whether `url` is another exactly service, called with
+    /// [`HttpCall::exactly_rpc`] (request type `Charge`) instead of a `POST`.
+    pub rpc: bool,
 }
 
 /// Reads the charges a provider applied: (idempotency key, chain).
@@ -76,6 +79,7 @@ impl FakePaymentApi {
         CallsUnderTest {
             executor: Arc::new(self),
             url: "memory://payments/charges".into(),
+            rpc: false,
             charges: Arc::new(move || {
                 let charges = charges.clone();
                 Box::pin(async move {
@@ -122,6 +126,7 @@ impl CallExecutor for FakePaymentApi {
                         headers: Default::default(),
                         body: call.body.clone(),
                         from_check: false,
+                        release: None,
                     }
                 })
                 .clone()

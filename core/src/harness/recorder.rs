@@ -1,7 +1,7 @@
 //! Observers for the no-ghost and consistent-output checks: every message
 //! that committed (in any record's outbox) and every message that was sent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ use crate::transport::{Capabilities, Delivery, Outgoing, Receipt, Transport};
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     pub committed: HashMap<MessageId, Bytes>,
-    /// Ids of call results committed with their call; their body is only
-    /// known once the call is answered.
-    pub committed_results: HashSet<MessageId>,
     pub sent: Vec<Outgoing>,
 }
 
@@ -59,8 +56,11 @@ impl Store for RecordingStore {
                     .entry(m.envelope.id)
                     .or_insert_with(|| m.envelope.body.clone());
             }
-            for c in &entry.calls {
-                log.committed_results.insert(c.result.id);
+            // A call's result is committed once its answer is recorded.
+            for r in entry.calls.iter().filter_map(|c| c.result.as_ref()) {
+                if !r.body.is_empty() {
+                    log.committed.entry(r.id).or_insert_with(|| r.body.clone());
+                }
             }
         }
         Ok(version)

@@ -205,7 +205,7 @@ impl World {
                     .handler(HopHandler {
                         workload: config.workload,
                         endpoints: names.clone(),
-                        charge_url: calls.as_ref().map(|c| c.url.clone()),
+                        charge: calls.as_ref().map(|c| (c.url.clone(), c.rpc)),
                     })
                     .handler(FanHandler {
                         workload: config.workload,
@@ -471,19 +471,9 @@ impl World {
         }
         {
             let log = lock(&self.log);
-            let mut result_bodies: BTreeMap<crate::message::MessageId, &bytes::Bytes> =
-                BTreeMap::new();
             for sent in &log.sent {
                 let (id, body) = (sent.envelope.id, &sent.envelope.body);
-                let committed = match log.committed.get(&id) {
-                    Some(committed) => Some(committed),
-                    // A call result: every copy must carry the first copy's bytes.
-                    None if log.committed_results.contains(&id) => {
-                        Some(*result_bodies.entry(id).or_insert(body))
-                    }
-                    None => None,
-                };
-                match committed {
+                match log.committed.get(&id) {
                     None => violate(
                         ViolationKind::Ghost,
                         format!(

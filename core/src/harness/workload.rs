@@ -107,7 +107,7 @@ impl Workload {
 pub struct HopHandler {
     pub(crate) workload: Workload,
     pub(crate) endpoints: [String; 2],
-    pub(crate) charge_url: Option<String>,
+    pub(crate) charge: Option<(String, bool)>,
 }
 
 impl Handler<Hop> for HopHandler {
@@ -134,11 +134,14 @@ impl Handler<Hop> for HopHandler {
         }
         if m.hop == 0 {
             ctx.publish(&Fanned { chain: m.chain })?;
-            if let Some(url) = &self.charge_url {
+            if let Some((url, rpc)) = &self.charge {
                 let charge = crate::harness::Charge { chain: m.chain };
-                let call = HttpCall::post_json("charge", url.clone(), &charge)
-                    .map_err(HandlerError::failed)?;
-                ctx.call(call)?;
+                let call = if *rpc {
+                    HttpCall::exactly_rpc("charge", url.clone(), "Charge", &charge)
+                } else {
+                    HttpCall::post_json("charge", url.clone(), &charge)
+                };
+                ctx.call(call.map_err(HandlerError::failed)?)?;
             }
         }
         Ok(())

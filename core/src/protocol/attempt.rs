@@ -4,9 +4,12 @@
 use tracing::{Instrument, debug_span};
 
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Stats, Step};
+use crate::call::{CallResult, HttpCall, PendingCall};
+use crate::codec::CodecExt;
 use crate::context::{Context, Incoming};
 use crate::handler::ErasedHandler;
 use crate::message::Envelope;
+use crate::message::Message;
 use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
 use crate::store::{Store, Version};
 
@@ -94,7 +97,10 @@ impl Core {
             .instrument(debug_span!("exactly.handle", entity = key))
             .await
             .map_err(|e| AttemptError::Retry(e.to_string()))?;
-        let (messages, calls) = ctx.into_effects();
+        let (messages, mut calls) = ctx.into_effects();
+        if let Some(release) = self.release_after(envelope) {
+            calls.push(release);
+        }
         self.check_sizes(&messages)?;
         if !calls.is_empty() && self.calls.is_none() {
             return Err(AttemptError::Poison(
@@ -116,7 +122,9 @@ impl Core {
         }
         if !self.is(Mutant::RecreateTokenAtDispatch) {
             record.tokens.extend(messages.iter().map(|m| m.envelope.id));
-            record.tokens.extend(calls.iter().map(|c| c.result.id));
+            record
+                .tokens
+                .extend(calls.iter().filter_map(|c| c.result.as_ref().map(|r| r.id)));
         }
         let entry = OutboxEntry {
             incoming: envelope.id,
@@ -180,6 +188,19 @@ impl Core {
                     .into(),
             )),
         }
+    }
+
+    /// When the message handled is the result of a call to another exactly
+    /// service, the request there is released (`DELETE`) once this handling
+    /// commits — not before, so a crash in between cannot lose the response.
+    fn release_after(&self, envelope: &Envelope) -> Option<PendingCall> {
+        if envelope.message_type != CallResult::TYPE {
+            return None;
+        }
+        let result: CallResult = self.codec.decode(&envelope.body).ok()?;
+        let mut call = HttpCall::new("exactly.release", "DELETE", result.release?);
+        call.idempotency_key = result.idempotency_key;
+        Some(PendingCall { call, result: None })
     }
 
     /// Refuses, before the commit, a captured message the transport could

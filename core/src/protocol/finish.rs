@@ -10,11 +10,11 @@ use std::time::Duration;
 use tracing::{Instrument, debug_span};
 
 use super::{AttemptError, Mutant, Probe, Step, pause};
-use crate::call::{CallError, CallExecutor, PendingCall};
+use crate::call::{CallError, CallExecutor, CallResult, PendingCall};
 use crate::codec::{Codec, CodecExt};
 use crate::env::Env;
 use crate::message::headers;
-use crate::message::{DedupToken, MessageId};
+use crate::message::{DedupToken, Envelope, MessageId};
 use crate::record::{Loaded, OutboxEntry, read_record, write_record};
 use crate::store::Store;
 use crate::transport::Outgoing;
@@ -78,8 +78,8 @@ impl Finisher<'_> {
                 current = self.recreate_tokens(key, current, entry).await?;
             }
             self.dispatch(entry).await?;
-            for call in &entry.calls {
-                self.perform(call).await?;
+            for index in 0..entry.calls.len() {
+                current = self.perform(key, current, entry.incoming, index).await?;
             }
             if self.is(Mutant::RemoveEntryBeforeConsume) {
                 let current = self.remove_entry(key, current, entry.incoming).await?;
@@ -114,16 +114,51 @@ impl Finisher<'_> {
         Ok(())
     }
 
-    /// Step 4 for a captured call: make it (same idempotency key every time),
-    /// then send its result, whose id and token were fixed at the commit.
-    /// Transient failures are retried a few times here; after that the entry
-    /// stays pending and the next finisher (a redelivery, the sweeper) retries.
-    pub(crate) async fn perform(&self, pending: &PendingCall) -> Result<(), AttemptError> {
+    /// Step 4 for a captured call: make it (the same idempotency key every
+    /// time), record the first answer in the entry, then send the result
+    /// message built from that recorded answer. Recording first means every
+    /// copy of the result carries the same bytes (ConsistentOutput), and a
+    /// later finisher reuses the answer instead of calling again. Transient
+    /// failures are retried a few times here; after that the entry stays
+    /// pending and the next finisher (a redelivery, the sweeper) retries.
+    async fn perform(
+        &self,
+        key: &str,
+        current: Loaded,
+        incoming: MessageId,
+        index: usize,
+    ) -> Result<Loaded, AttemptError> {
+        let Some(pending) = recorded_call(&current, incoming, index).cloned() else {
+            // The entry is gone: whoever removed it sent the result first.
+            return Ok(current);
+        };
+        let (current, result) = match &pending.result {
+            // Nobody waits for the answer (a release): making the call is all.
+            None => {
+                self.execute(&pending).await?;
+                (current, None)
+            }
+            Some(result) if result.body.is_empty() => {
+                let answer = self.execute(&pending).await?;
+                self.record_answer(key, current, incoming, index, answer)
+                    .await?
+            }
+            Some(result) => (current, Some(result.clone())),
+        };
+        if let Some(result) = result {
+            self.step(Step::Dispatch).await;
+            self.transport.send(vec![Outgoing::new(result)]).await?;
+        }
+        Ok(current)
+    }
+
+    async fn execute(&self, pending: &PendingCall) -> Result<CallResult, AttemptError> {
         let executor = self.calls.ok_or_else(|| {
             AttemptError::Retry("an HTTP call is pending but no CallExecutor is configured".into())
         })?;
-        let span = debug_span!("exactly.call", call = %pending.call.name, key = %pending.call.idempotency_key);
-        let mut result = async {
+        let call = &pending.call;
+        let span = debug_span!("exactly.call", call = %call.name, key = %call.idempotency_key);
+        async {
             let mut last = String::new();
             for attempt in 0..CALL_TRIES {
                 if attempt > 0 {
@@ -131,33 +166,82 @@ impl Finisher<'_> {
                     self.env.clock.sleep(self.env.jitter(backoff)).await;
                 }
                 self.step(Step::Call).await;
-                match executor.execute(&pending.call).await {
-                    Ok(result) => return Ok(result),
+                match executor.execute(call).await {
+                    Ok(mut result) => {
+                        result.entity = pending
+                            .result
+                            .as_ref()
+                            .and_then(|r| r.header(headers::CALL_ENTITY))
+                            .unwrap_or_default()
+                            .to_owned();
+                        return Ok(result);
+                    }
                     Err(CallError::Transient(e)) => last = e,
                     Err(e) => return Err(AttemptError::Retry(e.to_string())),
                 }
             }
-            Err(AttemptError::Retry(format!(
-                "call {:?}: {last}",
-                pending.call.name
-            )))
+            Err(AttemptError::Retry(format!("call {:?}: {last}", call.name)))
         }
         .instrument(span)
-        .await?;
-        result.entity = pending
-            .result
-            .header(headers::CALL_ENTITY)
-            .unwrap_or_default()
-            .to_owned();
-        let mut envelope = pending.result.clone();
-        envelope.body = self
+        .await
+    }
+
+    /// Writes `answer` into call `index` of the entry for `incoming`, unless
+    /// another finisher recorded one first (then that one wins). Returns the
+    /// result message to send, or `None` if the entry is already gone.
+    async fn record_answer(
+        &self,
+        key: &str,
+        mut current: Loaded,
+        incoming: MessageId,
+        index: usize,
+        answer: CallResult,
+    ) -> Result<(Loaded, Option<Envelope>), AttemptError> {
+        let body = self
             .codec
-            .encode(&result)
+            .encode(&answer)
             .map_err(|e| AttemptError::Retry(e.to_string()))?;
-        envelope.content_type = self.codec.content_type().to_owned();
-        self.step(Step::Dispatch).await;
-        self.transport.send(vec![Outgoing::new(envelope)]).await?;
-        Ok(())
+        for _ in 0..CONFLICT_LIMIT {
+            let Some(pending) = recorded_call(&current, incoming, index) else {
+                return Ok((current, None));
+            };
+            match &pending.result {
+                Some(result) if !result.body.is_empty() => {
+                    let result = result.clone();
+                    return Ok((current, Some(result)));
+                }
+                Some(_) => {}
+                None => return Ok((current, None)),
+            }
+            let mut record = current.record.clone();
+            let Some(slot) = record
+                .outbox
+                .iter_mut()
+                .find(|e| e.incoming == incoming)
+                .and_then(|e| e.calls.get_mut(index))
+                .and_then(|c| c.result.as_mut())
+            else {
+                return Ok((current, None));
+            };
+            slot.body = body.clone();
+            let result = slot.clone();
+            self.step(Step::Call).await;
+            match write_record(self.store, key, &current, &record).await {
+                Ok(version) => {
+                    let written = Loaded {
+                        record,
+                        version: Some(version),
+                    };
+                    return Ok((written, Some(result)));
+                }
+                Err(e) if e.is_conflict() => {
+                    self.back_off().await;
+                    current = read_record(self.store, key).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AttemptError::Conflict)
     }
 
     /// Step 5a: removes the token from the record that holds it. A token
@@ -250,7 +334,12 @@ impl Finisher<'_> {
                 .messages
                 .iter()
                 .map(|m| m.envelope.id)
-                .chain(entry.calls.iter().map(|c| c.result.id))
+                .chain(
+                    entry
+                        .calls
+                        .iter()
+                        .filter_map(|c| c.result.as_ref().map(|r| r.id)),
+                )
                 .filter(|id| !current.record.tokens.contains(id))
                 .collect();
             if current.record.entry(entry.incoming).is_none() || missing.is_empty() {
@@ -278,4 +367,9 @@ impl Finisher<'_> {
             .sleep(self.env.jitter(CONFLICT_BACKOFF))
             .await;
     }
+}
+
+/// Call `index` of the pending entry for `incoming`, as last read.
+fn recorded_call(current: &Loaded, incoming: MessageId, index: usize) -> Option<&PendingCall> {
+    current.record.entry(incoming)?.calls.get(index)
 }

@@ -1,14 +1,18 @@
 //! Quickstart: an `orders` endpoint that handles `PlaceOrder` exactly once
 //! and tells `billing` to charge, with every message sent twice on purpose.
+//! Store and queue share one SQLite file (`EXACTLY_DB`, default
+//! `exactly-quickstart.sqlite` in the system temp dir, recreated each run).
 //! Run with `cargo run -p quickstart`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use exactly::{
-    Context, Endpoint, Handler, HandlerError, MemoryStore, MemoryTransport, Message, Sender, Store,
-    Transport, handler_fn,
+    Context, Endpoint, Handler, HandlerError, Message, Sender, Store, Transport, handler_fn,
 };
+use exactly_store_sqlite::SqliteStore;
+use exactly_transport_sql::SqlQueue;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -71,8 +75,12 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+    let db = fresh_db()?;
+    println!("database: {}", db.display());
+    let sqlite = SqliteStore::open(&db).await?;
+    let queue = SqlQueue::from_pool(sqlite.pool().clone()).await?;
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let transport: Arc<dyn Transport> = Arc::new(queue);
 
     let orders = Endpoint::builder("orders", store.clone(), transport.clone())
         .handler(Orders)
@@ -102,29 +110,42 @@ async fn main() -> anyhow::Result<()> {
         transport.send(vec![exactly::Outgoing::new(copy)]).await?;
     }
 
-    // Run both endpoints for half a second, then shut them down cleanly.
+    // Run both endpoints until every copy is handled (at most 10 s), then
+    // shut them down cleanly.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let handled = |e: &Endpoint| {
+        let s = e.stats().snapshot();
+        s.processed + s.duplicates + s.recovered
     };
     tokio::join!(
         orders.run(stopped(stop_rx.clone())),
         billing.run(stopped(stop_rx.clone())),
         async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            // Two copies of each order reach `orders`; one charge each reaches `billing`.
+            while (handled(&orders) < 10 || handled(&billing) < 5)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Extra copies of a charge (two workers finishing one order) may trail.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             let _ = stop_tx.send(true);
         },
     );
 
-    let (o, b) = (orders.stats().snapshot(), billing.stats().snapshot());
-    println!(
-        "orders:  processed {}, duplicates dropped {}",
-        o.processed, o.duplicates
-    );
-    println!(
-        "billing: processed {}, duplicates dropped {}",
-        b.processed, b.duplicates
-    );
+    // A copy that arrives while the first is still finishing completes the
+    // first's work (sends, token) instead of being dropped: "recovered".
+    for (name, endpoint) in [("orders: ", &orders), ("billing:", &billing)] {
+        let s = endpoint.stats().snapshot();
+        println!(
+            "{name} processed {}, duplicates dropped {}, recovered {}",
+            s.processed, s.duplicates, s.recovered
+        );
+    }
     for i in 0..5 {
         let key = format!("e/billing/order-{i}");
         let record = store.get(&key).await?.expect("charged");
@@ -133,4 +154,22 @@ async fn main() -> anyhow::Result<()> {
         println!("order-{i}: charged {charged} cents (once)");
     }
     Ok(())
+}
+
+/// The database file, deleted first (with its WAL files) so each run
+/// starts from nothing.
+fn fresh_db() -> anyhow::Result<PathBuf> {
+    let db = std::env::var_os("EXACTLY_DB").map_or_else(
+        || std::env::temp_dir().join("exactly-quickstart.sqlite"),
+        PathBuf::from,
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.clone().into_os_string();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(db)
 }

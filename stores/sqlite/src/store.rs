@@ -1,0 +1,255 @@
+//! [`SqliteStore`]: the `Store` contract on one SQLite table.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use exactly::store::Capabilities;
+use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use sqlx::sqlite::SqlitePool;
+
+use crate::pool::{is_transient, open_pool};
+
+/// Default largest value accepted: 16 MiB. Entity records are meant to be
+/// small; large payloads belong in a blob store behind a claim check.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Created on every open; each statement is a no-op when it already ran.
+///
+/// Keys are BLOBs of their UTF-8 bytes, so the primary-key order is plain
+/// byte order and `list` can take a byte range of it. Versions come from
+/// one counter row that only ever grows (see [`SqliteStore`]).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS exactly_kv (
+    key     BLOB    NOT NULL PRIMARY KEY,
+    value   BLOB    NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exactly_kv_version (
+    id   INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+    last INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO exactly_kv_version (id, last) VALUES (0, 0);
+";
+
+/// A [`Store`] in a SQLite file.
+///
+/// Every write bumps one counter row, in the same `BEGIN IMMEDIATE`
+/// transaction as the write, and takes its new value as the key's version.
+/// The counter never goes back, so a version never repeats for any key —
+/// not after a delete and re-create, not across processes sharing the file
+/// (the `versions_never_repeat` clause of the contract, deterministically
+/// rather than with the odds of a random id). SQLite has one writer at a
+/// time anyway, so the shared counter costs no concurrency.
+///
+/// Values are never logged; errors name the key, never the value.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    max_value_bytes: usize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the SQLite file at `path` with the
+    /// settings of [`crate::pool`], and creates the table if missing.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let pool = open_pool(path).await.map_err(map_err)?;
+        Self::from_pool(pool).await
+    }
+
+    /// A store on an existing pool (e.g. one shared with the SQL queue);
+    /// creates the table if missing.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Self {
+            pool,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        })
+    }
+
+    /// Refuses values over `limit` bytes with [`StoreError::TooLarge`]
+    /// (default [`DEFAULT_MAX_VALUE_BYTES`]; SQLite itself stops at about
+    /// 1 GB).
+    pub fn max_value_bytes(mut self, limit: usize) -> Self {
+        self.max_value_bytes = limit;
+        self
+    }
+
+    /// The pool this store runs on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Maps every driver error of this store: the one place that decides what
+/// a caller may retry.
+fn map_err(error: sqlx::Error) -> StoreError {
+    if is_transient(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::generic(error)
+    }
+}
+
+fn conflict(key: &str) -> StoreError {
+    StoreError::Conflict {
+        key: key.to_owned(),
+    }
+}
+
+/// Our versions are decimal counters; any other string matches no row.
+fn parse_version(version: &Version) -> Option<i64> {
+    version.as_str().parse().ok()
+}
+
+fn to_version(counter: i64) -> Version {
+    Version::new(counter.to_string())
+}
+
+/// The smallest byte string above every key that starts with `prefix`:
+/// UTF-8 never contains the byte 0xFF.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = Vec::with_capacity(prefix.len() + 1);
+    end.extend_from_slice(prefix.as_bytes());
+    end.push(0xff);
+    end
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT value, version FROM exactly_kv WHERE key = ?1")
+                .bind(key.as_bytes())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(row.map(|(value, version)| Versioned {
+            value: Bytes::from(value),
+            version: to_version(version),
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError> {
+        if value.len() > self.max_value_bytes {
+            return Err(StoreError::TooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        let expected = match &precondition {
+            Precondition::Absent => None,
+            Precondition::Matches(v) => Some(parse_version(v).ok_or_else(|| conflict(key))?),
+        };
+        // IMMEDIATE takes the write lock up front (waiting up to the busy
+        // timeout), so the counter bump and the write commit together.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE exactly_kv_version SET last = last + 1 WHERE id = 0 RETURNING last",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let written = match expected {
+            None => sqlx::query(
+                "INSERT INTO exactly_kv (key, value, version) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key.as_bytes())
+            .bind(&value[..])
+            .bind(version),
+            Some(expected) => sqlx::query(
+                "UPDATE exactly_kv SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4",
+            )
+            .bind(key.as_bytes())
+            .bind(&value[..])
+            .bind(version)
+            .bind(expected),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if written.rows_affected() == 0 {
+            // Dropping the transaction rolls the counter back too.
+            return Err(conflict(key));
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(to_version(version))
+    }
+
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
+        if let Some(expected) = parse_version(version) {
+            let deleted = sqlx::query("DELETE FROM exactly_kv WHERE key = ?1 AND version = ?2")
+                .bind(key.as_bytes())
+                .bind(expected)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            if deleted.rows_affected() == 1 {
+                return Ok(());
+            }
+        }
+        // Nothing deleted: say why. Versions never repeat, so if the key
+        // exists now it holds some other version — a Conflict at this read.
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM exactly_kv WHERE key = ?1")
+            .bind(key.as_bytes())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match exists {
+            Some(_) => Err(conflict(key)),
+            None => Err(StoreError::NotFound {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A byte range of the primary key, not LIKE: `%` and `_` in keys
+        // are ordinary characters here.
+        let query = match start_after {
+            Some(after) if after >= prefix => sqlx::query_scalar(
+                "SELECT key FROM exactly_kv WHERE key > ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+            )
+            .bind(after.as_bytes()),
+            _ => sqlx::query_scalar(
+                "SELECT key FROM exactly_kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+            )
+            .bind(prefix.as_bytes()),
+        };
+        let keys: Vec<Vec<u8>> = query
+            .bind(prefix_end(prefix))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys.into_iter()
+            .map(|key| String::from_utf8(key).map_err(StoreError::generic))
+            .collect()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().with_max_value_bytes(self.max_value_bytes)
+    }
+}

@@ -1,0 +1,102 @@
+//! The conformance suites every exactly [`Store`](exactly::Store) and
+//! [`Transport`](exactly::Transport) backend must pass: one `pub async fn`
+//! per clause of each trait's `# Contract`.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // Any check runs on its own, given a backend and a fresh namespace.
+//! let store = Arc::new(exactly::MemoryStore::new());
+//! exactly_conformance::store::cas_counter_is_exact(store, "doc/").await;
+//! # });
+//! ```
+//!
+//! A backend's whole conformance file is one macro call, which expands to
+//! one named `#[test]` per clause in a module `store_conformance` (or
+//! `transport_conformance`), so every failure names the clause it broke.
+//! The factory gets a fresh temp directory for file-based backends and
+//! returns the backend; each test runs it on its own multi-threaded tokio
+//! runtime, so the backend crate needs no tokio dev-dependency. Transport
+//! factories should set a visibility timeout of about a second: the lease
+//! checks wait for leases to run out.
+//!
+//! ```
+//! exactly_conformance::store_conformance!(|_dir| async { exactly::MemoryStore::new() });
+//! # fn main() {}
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod run;
+pub mod store;
+pub mod transport;
+
+pub use run::unique_name;
+#[doc(hidden)]
+pub use run::{run_store, run_transport};
+
+/// Expands to module `store_conformance` with one `#[test]` per store
+/// check, each on a fresh backend from `$factory`: a closure taking a
+/// `PathBuf` (an empty temp directory) and returning a future of a
+/// [`Store`](exactly::Store).
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        $crate::__conformance_tests!(store_conformance, run_store, store, $factory;
+            get_returns_latest
+            conditional_put_conflicts
+            create_race_has_one_winner
+            cas_counter_is_exact
+            versions_never_repeat
+            delete_checks_version
+            too_large_is_typed
+            list_pages_in_byte_order
+            list_prefix_is_literal
+            odd_keys_round_trip
+        );
+    };
+}
+
+/// Expands to module `transport_conformance` with one `#[test]` per
+/// transport check, each on a fresh backend from `$factory`: a closure
+/// taking a `PathBuf` (an empty temp directory) and returning a future of
+/// a [`Transport`](exactly::Transport).
+#[macro_export]
+macro_rules! transport_conformance {
+    ($factory:expr) => {
+        $crate::__conformance_tests!(transport_conformance, run_transport, transport, $factory;
+            round_trip
+            batch_send
+            nack_redelivers
+            unacked_redelivers
+            ack_removes
+            delay_not_early
+            duplicates_tolerated
+            too_large_is_typed
+            competing_consumers
+            stale_receipt_harmless
+            zero_wait_is_prompt
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($module:ident, $run:ident, $checks:ident, $factory:expr; $($check:ident)*) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    $crate::$run(stringify!($check), $factory, |backend, namespace| async move {
+                        $crate::$checks::$check(backend, &namespace).await
+                    });
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,161 @@
+//! The queue table on SQLite.
+
+use async_trait::async_trait;
+use exactly::TransportError;
+use exactly_store_sqlite::is_transient;
+use sqlx::sqlite::SqlitePool;
+
+use crate::table::{Leased, NewRow, Table};
+
+/// Created on every open; a no-op when it exists. `AUTOINCREMENT` keeps
+/// `seq` from ever being reused after a delete, so a stale receipt cannot
+/// ack a newer message that got the same number.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS exactly_queue (
+    seq        INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    queue      TEXT    NOT NULL,
+    envelope   BLOB    NOT NULL,
+    visible_at INTEGER NOT NULL,
+    lease      TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS exactly_queue_visible ON exactly_queue (queue, visible_at);
+";
+
+/// The queue on a SQLite pool.
+#[derive(Debug)]
+pub(crate) struct SqliteTable {
+    pool: SqlitePool,
+}
+
+impl SqliteTable {
+    /// Creates the table if missing.
+    pub(crate) async fn new(pool: SqlitePool) -> Result<Self, TransportError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(map_err)?;
+        Ok(Self { pool })
+    }
+}
+
+/// Maps every SQLite driver error of the queue.
+fn map_err(error: sqlx::Error) -> TransportError {
+    if is_transient(&error) {
+        TransportError::unavailable(error)
+    } else {
+        TransportError::generic(error)
+    }
+}
+
+#[async_trait]
+impl Table for SqliteTable {
+    async fn insert(&self, rows: Vec<NewRow>) -> Result<(), TransportError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO exactly_queue (queue, envelope, visible_at) VALUES (?1, ?2, ?3)",
+            )
+            .bind(row.queue)
+            .bind(row.envelope)
+            .bind(row.visible_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        // Ok only once the batch is committed (durably, with the default
+        // `synchronous = FULL`); an error before drops `tx`: nothing sent.
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn lease(
+        &self,
+        queue: &str,
+        max: i64,
+        now: i64,
+        lease: &str,
+        until: i64,
+    ) -> Result<Vec<Leased>, TransportError> {
+        // One statement, so choosing and claiming the rows is atomic: two
+        // receivers never lease the same row at once.
+        let mut rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "UPDATE exactly_queue SET lease = ?1, visible_at = ?2, deliveries = deliveries + 1 \
+             WHERE seq IN (SELECT seq FROM exactly_queue \
+                           WHERE queue = ?3 AND visible_at <= ?4 ORDER BY seq LIMIT ?5) \
+             RETURNING seq, envelope, deliveries",
+        )
+        .bind(lease)
+        .bind(until)
+        .bind(queue)
+        .bind(now)
+        .bind(max)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        // RETURNING has no defined order.
+        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
+        Ok(rows
+            .into_iter()
+            .map(|(seq, envelope, deliveries)| Leased {
+                seq,
+                envelope,
+                deliveries,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {
+        sqlx::query("DELETE FROM exactly_queue WHERE seq = ?1 AND queue = ?2")
+            .bind(seq)
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        queue: &str,
+        seq: i64,
+        lease: &str,
+        visible_at: i64,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "UPDATE exactly_queue SET lease = NULL, visible_at = ?4 \
+             WHERE seq = ?1 AND queue = ?2 AND lease = ?3",
+        )
+        .bind(seq)
+        .bind(queue)
+        .bind(lease)
+        .bind(visible_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+impl crate::SqlQueue {
+    /// Opens (creating if needed) the SQLite file at `path` with the
+    /// settings of [`exactly_store_sqlite::pool`], and creates the queue
+    /// table if missing.
+    pub async fn open(path: impl AsRef<std::path::Path>) -> Result<Self, TransportError> {
+        let pool = exactly_store_sqlite::open_pool(path)
+            .await
+            .map_err(map_err)?;
+        Self::from_pool(pool).await
+    }
+
+    /// A queue on an existing SQLite pool, e.g. the one a
+    /// [`SqliteStore`](exactly_store_sqlite::SqliteStore) uses, so store and
+    /// queue live in one file; creates the queue table if missing.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, TransportError> {
+        let table = SqliteTable::new(pool).await?;
+        Ok(Self::with_table(std::sync::Arc::new(table)))
+    }
+}

@@ -1,0 +1,59 @@
+//! The seam between the queue's logic and one database's SQL. Each
+//! database gets a module implementing [`Table`] (SQLite today; PostgreSQL
+//! would claim rows with `FOR UPDATE SKIP LOCKED` in its own module).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use exactly::TransportError;
+
+/// A message to insert.
+#[derive(Debug)]
+pub(crate) struct NewRow {
+    pub queue: String,
+    /// `Envelope::to_bytes`.
+    pub envelope: Vec<u8>,
+    /// Milliseconds since the epoch, on the queue's clock.
+    pub visible_at: i64,
+}
+
+/// A row `lease` just claimed.
+#[derive(Debug)]
+pub(crate) struct Leased {
+    pub seq: i64,
+    pub envelope: Vec<u8>,
+    /// Deliveries including this one.
+    pub deliveries: i64,
+}
+
+/// The queue table: one row per message, `seq` never reused, so a receipt
+/// can only ever name the message it was issued for.
+#[async_trait]
+pub(crate) trait Table: Send + Sync + fmt::Debug + 'static {
+    /// Inserts all rows or none.
+    async fn insert(&self, rows: Vec<NewRow>) -> Result<(), TransportError>;
+
+    /// Atomically claims up to `max` rows of `queue` visible at `now`, in
+    /// `seq` order: sets `lease`, hides them until `until`, counts the
+    /// delivery.
+    async fn lease(
+        &self,
+        queue: &str,
+        max: i64,
+        now: i64,
+        lease: &str,
+        until: i64,
+    ) -> Result<Vec<Leased>, TransportError>;
+
+    /// Removes the row `seq` of `queue`, whoever holds it now.
+    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError>;
+
+    /// Makes the row visible at `visible_at` if `lease` still holds it.
+    async fn release(
+        &self,
+        queue: &str,
+        seq: i64,
+        lease: &str,
+        visible_at: i64,
+    ) -> Result<(), TransportError>;
+}
