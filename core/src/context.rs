@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::blob::session::BlobSession;
+use crate::blob::{BlobRef, ByteStream};
 use crate::call::{HttpCall, PendingCall};
 use crate::codec::{Codec, CodecExt};
 use crate::env::Env;
@@ -75,6 +77,8 @@ pub struct Context {
     routes: Arc<Routes>,
     outgoing: Vec<Outgoing>,
     calls: Vec<PendingCall>,
+    blobs: Option<BlobSession>,
+    max_payload: usize,
 }
 
 impl Context {
@@ -102,7 +106,63 @@ impl Context {
             routes,
             outgoing: Vec::new(),
             calls: Vec::new(),
+            blobs: None,
+            max_payload: usize::MAX,
         }
+    }
+
+    pub(crate) fn with_blobs(mut self, session: Option<BlobSession>, max_payload: usize) -> Self {
+        self.blobs = session;
+        self.max_payload = max_payload;
+        self
+    }
+
+    fn session(&mut self) -> Result<&mut BlobSession, HandlerError> {
+        self.blobs.as_mut().ok_or_else(|| {
+            HandlerError::failed("this endpoint has no blob store (EndpointBuilder::blobs)")
+        })
+    }
+
+    /// Writes a blob as an effect of this attempt (e.g. an invoice). It is
+    /// written under this attempt's own key, registered in the entity record
+    /// first; if this attempt commits, the blob is published (keep the
+    /// returned reference in state or in a message), otherwise it is deleted.
+    pub async fn write_blob(
+        &mut self,
+        name: &str,
+        content_type: &str,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<BlobRef, HandlerError> {
+        self.session()?
+            .write_bytes(name, content_type, data.into())
+            .await
+    }
+
+    /// Like [`Context::write_blob`], streaming: memory stays bounded
+    /// whatever the size.
+    pub async fn write_blob_stream(
+        &mut self,
+        name: &str,
+        content_type: &str,
+        data: ByteStream,
+    ) -> Result<BlobRef, HandlerError> {
+        self.session()?.write(name, content_type, data).await
+    }
+
+    /// Reads a published blob as a stream, checked against its reference
+    /// (a mismatch is an error at the end of the stream, never silent).
+    pub async fn read_blob(&mut self, blob: &BlobRef) -> Result<ByteStream, HandlerError> {
+        let store = self.session()?.blobs.clone();
+        crate::blob::read(store.as_ref(), blob)
+            .await
+            .map_err(HandlerError::failed)
+    }
+
+    /// Deletes a published blob of this entity once this attempt commits
+    /// (e.g. when the state replaces it).
+    pub fn delete_blob(&mut self, blob: &BlobRef) -> Result<(), HandlerError> {
+        self.session()?.deleted.push(blob.key.clone());
+        Ok(())
     }
 
     /// The key of the entity being handled.
@@ -222,6 +282,14 @@ impl Context {
         message: &M,
     ) -> Result<Envelope, HandlerError> {
         let body = self.codec.encode(message)?;
+        if body.len() > self.max_payload {
+            return Err(HandlerError::failed(format!(
+                "a {} message of {} bytes exceeds the payload limit of {} bytes",
+                M::TYPE,
+                body.len(),
+                self.max_payload
+            )));
+        }
         Ok(self.envelope_with_body(destination, M::TYPE, body))
     }
 
@@ -251,7 +319,7 @@ impl Context {
         }
     }
 
-    pub(crate) fn into_effects(self) -> (Vec<Outgoing>, Vec<PendingCall>) {
-        (self.outgoing, self.calls)
+    pub(crate) fn into_effects(self) -> (Vec<Outgoing>, Vec<PendingCall>, Option<BlobSession>) {
+        (self.outgoing, self.calls, self.blobs)
     }
 }

@@ -173,6 +173,11 @@ pub enum HandlerError {
     /// `publish` or `reply` had nowhere to go.
     #[error("routing: {0}")]
     Routing(String),
+    /// Another attempt changed the entity while this one ran (e.g. while it
+    /// registered a blob write): this attempt is dropped and the message
+    /// retried. Propagate it with `?`.
+    #[error("superseded by a concurrent attempt")]
+    Superseded,
 }
 
 impl HandlerError {

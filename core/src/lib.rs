@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod base64_bytes;
+pub mod blob;
 pub mod call;
 pub mod codec;
 mod context;
@@ -77,6 +78,7 @@ pub mod transport;
 #[cfg(feature = "harness")]
 pub mod harness;
 
+pub use blob::{BlobCollector, BlobRef, BlobStore, MemoryBlobStore};
 pub use call::{CallError, CallExecutor, CallResult, HttpCall};
 pub use codec::{Codec, CodecExt, Json};
 pub use context::{Context, Routes};

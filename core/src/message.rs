@@ -14,7 +14,9 @@ use crate::base64_bytes;
 
 /// The identity of one logical message: a UUID v7, fixed when the message is
 /// captured and carried unchanged by every copy and every retry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct MessageId(Uuid);
 

@@ -28,7 +28,7 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// The effects of one committed attempt, waiting to be finished: its
 /// outgoing messages are dispatched, the incoming message's token consumed,
 /// and then the entry removed (in that order; see `docs/protocol.md`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// The incoming message whose processing produced this entry.
     pub incoming: MessageId,
@@ -43,6 +43,16 @@ pub struct OutboxEntry {
     /// Captured third-party calls, performed after the messages are sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<PendingCall>,
+    /// The incoming message's claim-check blob, deleted once its token is
+    /// consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_claim: Option<String>,
+    /// Attempts that lost to this commit: their blobs are deleted in cleanup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doomed: Vec<String>,
+    /// Published blobs the committed state no longer references.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_blobs: Vec<String>,
 }
 
 /// One store record: state plus protocol bookkeeping.
@@ -61,6 +71,14 @@ pub struct EntityRecord {
     /// Identity inbox (fallback dedup): processed message id → processed at (ms).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inbox: BTreeMap<MessageId, u64>,
+    /// Attempts registered to write blobs (attempt id → registered at, ms).
+    /// Registered before their first blob write; removed by the next commit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blob_attempts: BTreeMap<String, u64>,
+    /// Published blobs: written by committed attempts, still referenced by
+    /// state or by messages in flight (claim checks).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub blobs: BTreeSet<String>,
 }
 
 impl EntityRecord {

@@ -211,7 +211,7 @@ impl Sender {
             incoming_token: None,
             committed_at: self.env.now_millis(),
             messages: vec![Outgoing::new(envelope)],
-            calls: Vec::new(),
+            ..OutboxEntry::default()
         });
         let finisher = self.finisher(probe);
         let committed = self.commit_intent(&finisher, &key, record).await?;
@@ -334,7 +334,7 @@ impl Sender {
                 OnceStep::Done => return Ok(Once::Done(state)),
                 OnceStep::Commit(new_state) => new_state,
             };
-            let (messages, calls) = ctx.into_effects();
+            let (messages, calls, _) = ctx.into_effects();
             if !calls.is_empty() {
                 return Err(HandlerError::Routing(
                     "HTTP calls cannot be captured by a run_once handler".into(),
@@ -350,6 +350,7 @@ impl Sender {
                 committed_at: self.env.now_millis(),
                 messages,
                 calls,
+                ..OutboxEntry::default()
             });
             match write_record(self.store.as_ref(), &key, &loaded, &record).await {
                 Ok(version) => {
@@ -387,6 +388,7 @@ impl Sender {
             env: &self.env,
             codec: self.codec.as_ref(),
             calls: None,
+            blobs: None,
             probe,
             mutant: None,
         }

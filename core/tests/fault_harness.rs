@@ -137,3 +137,33 @@ async fn catches_a_double_charge_by_a_provider_that_ignores_keys() {
     println!("{report}");
     assert!(report.found(ViolationKind::Duplicated), "{report}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn blob_side_effects_and_claim_checks_leave_no_orphan_and_no_dangling_reference() {
+    // Every hop writes an invoice whose bytes differ per attempt, and every
+    // hop message is claim-checked; concurrent and stale attempts of one
+    // message race to publish theirs.
+    let config = Config {
+        schedules: 2_000,
+        blobs: Some(harness::memory_blobs()),
+        ..Config::default()
+    }
+    .from_env();
+    let report = harness::run(&config, &harness::memory_backend()).await;
+    println!("{report}");
+    assert!(report.violations.is_empty(), "{report}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_collector_that_deletes_referenced_blobs() {
+    let base = Config {
+        blobs: Some(harness::memory_blobs()),
+        ..Config::default()
+    };
+    catches_with(
+        Mutant::CollectWithoutChecking,
+        &[ViolationKind::DanglingBlob],
+        base,
+    )
+    .await;
+}

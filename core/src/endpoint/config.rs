@@ -68,6 +68,14 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Entries younger than this are left to the worker that committed them.
     pub sweep_min_age: Duration,
+    /// Captured message bodies larger than this go through the claim check
+    /// (default 256 KiB; needs a blob store).
+    pub claim_threshold: usize,
+    /// Hard limit of one captured message body, in bytes (default 64 MiB):
+    /// over it, `Context::send` fails at once.
+    pub max_payload_bytes: usize,
+    /// Hard limit of one blob, in bytes (default 8 GiB).
+    pub max_blob_bytes: u64,
     pub(crate) mutant: Option<Mutant>,
 }
 
@@ -81,6 +89,9 @@ impl Default for Config {
             receive_wait: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(2),
             sweep_min_age: Duration::from_secs(2),
+            claim_threshold: 256 * 1024,
+            max_payload_bytes: 64 << 20,
+            max_blob_bytes: 8 << 30,
             mutant: None,
         }
     }

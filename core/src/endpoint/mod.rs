@@ -13,6 +13,7 @@ use tracing::warn;
 
 pub use config::{Config, RetryPolicy};
 
+use crate::blob::BlobStore;
 use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
 use crate::context::Routes;
@@ -79,9 +80,28 @@ pub struct EndpointBuilder {
     env: Env,
     config: Config,
     calls: Option<Arc<dyn CallExecutor>>,
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 impl EndpointBuilder {
+    /// Stores blob side effects and claim-checked bodies here.
+    pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Bodies over `bytes` go through the claim check (default 256 KiB).
+    pub fn claim_threshold(mut self, bytes: usize) -> Self {
+        self.config.claim_threshold = bytes;
+        self
+    }
+
+    /// Hard limit of one message body (default 64 MiB).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_payload_bytes = bytes;
+        self
+    }
+
     /// Performs the third-party calls handlers capture with
     /// [`Context::call`](crate::Context::call).
     pub fn calls(mut self, executor: Arc<dyn CallExecutor>) -> Self {
@@ -192,6 +212,7 @@ impl EndpointBuilder {
                 config: self.config,
                 stats: Arc::default(),
                 calls: self.calls,
+                blobs: self.blobs,
             }),
         })
     }
@@ -215,6 +236,7 @@ impl Endpoint {
             env: Env::system(),
             config: Config::default(),
             calls: None,
+            blobs: None,
         }
     }
 
@@ -262,6 +284,7 @@ impl Endpoint {
             .env(core.env.clone())
             .codec(core.codec.clone())
             .calls(core.calls.clone())
+            .blobs(core.blobs.clone())
             .with_stats(core.stats.clone(), core.config.mutant)
     }
 

@@ -80,6 +80,21 @@ pub fn memory_backend() -> BackendFactory {
     })
 }
 
+/// Builds a fresh blob store for a schedule.
+pub type BlobsFactory =
+    Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, Arc<dyn crate::blob::BlobStore>> + Send + Sync>;
+
+/// An in-memory blob store per schedule, on the schedule's clock.
+pub fn memory_blobs() -> BlobsFactory {
+    Arc::new(|env: ScheduleEnv| {
+        Box::pin(async move {
+            let blobs: Arc<dyn crate::blob::BlobStore> =
+                Arc::new(crate::blob::MemoryBlobStore::with_clock(env.clock));
+            blobs
+        })
+    })
+}
+
 /// Builds a fresh third party for a schedule.
 pub type CallsFactory =
     Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, CallsUnderTest> + Send + Sync>;
@@ -134,6 +149,9 @@ pub struct Config {
     pub transport_faults: TransportFaults,
     /// A third party the workload charges at the start of each chain.
     pub calls: Option<CallsFactory>,
+    /// A blob store: every hop writes an invoice blob whose bytes differ per
+    /// attempt, and every hop message is claim-checked.
+    pub blobs: Option<BlobsFactory>,
     /// A deliberately broken protocol variant.
     pub mutant: Option<Mutant>,
     /// Stop as soon as a schedule breaks one of these invariants (used by
@@ -165,6 +183,7 @@ impl Default for Config {
                 lost_ack_ppm: 10_000,
             },
             calls: None,
+            blobs: None,
             mutant: None,
             stop_on: Vec::new(),
         }
@@ -205,6 +224,10 @@ pub enum ViolationKind {
     ErrorQueued,
     /// The drain did not reach quiescence.
     NoProgress,
+    /// A reference to a blob that does not exist (or not with its bytes).
+    DanglingBlob,
+    /// A blob, or a registration, nothing references after collection.
+    OrphanBlob,
 }
 
 /// One broken invariant in one schedule.

@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use super::calls::CallsUnderTest;
 use super::gate::{Advanced, Gate, Worker, advance};
 use super::recorder::{RecordingStore, RecordingTransport, SharedLog, lock};
-use super::workload::{Applied, FanHandler, Fanned, Hop, HopHandler, PaidHandler};
+use super::workload::{Applied, CLAIM_THRESHOLD, FanHandler, Fanned, Hop, HopHandler, PaidHandler};
 use super::{BackendFactory, Config, Report, ScheduleEnv, Violation, ViolationKind};
+use crate::blob::{BlobCollector, BlobStore};
 use crate::codec::{CodecExt, Json};
 use crate::context::Routes;
 use crate::endpoint::{Endpoint, RetryPolicy};
@@ -42,6 +43,9 @@ struct World {
     error_queue: String,
     intent_prefix: String,
     calls: Option<CallsUnderTest>,
+    blobs: Option<Arc<dyn BlobStore>>,
+    env: Env,
+    mutant: Option<crate::protocol::Mutant>,
 }
 
 pub(super) async fn run_one(
@@ -71,7 +75,18 @@ pub(super) async fn run_one(
         ),
         None => None,
     };
-    let world = World::new(config, &backend, &env, fault_random, calls);
+    let blobs = match &config.blobs {
+        Some(factory) => Some(
+            factory(ScheduleEnv {
+                seed,
+                clock: clock.clone(),
+                random: fault_random.clone(),
+            })
+            .await,
+        ),
+        None => None,
+    };
+    let world = World::new(config, &backend, &env, fault_random, calls, blobs);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seeds: Vec<Envelope> = (0..config.workload.chains)
         .map(|chain| {
@@ -80,6 +95,7 @@ pub(super) async fn run_one(
                 chain,
                 hop: 0,
                 nonce: "seed".into(),
+                padding: String::new(),
             };
             world
                 .sender
@@ -167,6 +183,7 @@ impl World {
         env: &Env,
         fault_random: Arc<dyn Random>,
         calls: Option<CallsUnderTest>,
+        blobs: Option<Arc<dyn BlobStore>>,
     ) -> Self {
         let executor = calls.as_ref().map(|c| c.executor.clone());
         let log = SharedLog::default();
@@ -206,6 +223,7 @@ impl World {
                         workload: config.workload,
                         endpoints: names.clone(),
                         charge: calls.as_ref().map(|c| (c.url.clone(), c.rpc)),
+                        blobs: blobs.is_some(),
                     })
                     .handler(FanHandler {
                         workload: config.workload,
@@ -213,6 +231,10 @@ impl World {
                     .handler(PaidHandler);
                 let builder = match &executor {
                     Some(e) => builder.calls(e.clone()),
+                    None => builder,
+                };
+                let builder = match &blobs {
+                    Some(b) => builder.blobs(b.clone()).claim_threshold(CLAIM_THRESHOLD),
                     None => builder,
                 };
                 builder
@@ -238,6 +260,7 @@ impl World {
             .min_age(Duration::ZERO)
             .env(env.clone())
             .calls(executor)
+            .blobs(blobs.clone())
             .with_stats(Arc::default(), config.mutant)
             .prefix(intent_prefix.clone());
         if config.sweep_entities {
@@ -258,6 +281,9 @@ impl World {
             error_queue,
             intent_prefix,
             calls,
+            blobs,
+            env: env.clone(),
+            mutant: config.mutant,
         }
     }
 
@@ -379,7 +405,82 @@ impl World {
         }
     }
 
+    /// Blob invariants at quiescence, after one collection: every
+    /// referenced blob exists with its committed bytes (NoDanglingReference,
+    /// PublishedFromCommittedAttempt), nothing unreferenced is left (orphans
+    /// collected), and no claim-check body outlives its message.
+    async fn check_blobs(&self, seed: u64, report: &mut Report) {
+        let Some(blobs) = &self.blobs else { return };
+        let mut violate =
+            |kind, detail: String| report.violations.push(Violation { seed, kind, detail });
+        let collector = BlobCollector::new(self.raw_store.clone(), blobs.clone())
+            .grace(Duration::ZERO)
+            .env(self.env.clone())
+            .mutant(self.mutant);
+        if let Err(e) = collector.collect_once().await {
+            violate(ViolationKind::OrphanBlob, format!("collection failed: {e}"));
+            return;
+        }
+        let mut referenced = std::collections::BTreeSet::new();
+        let mut in_state = std::collections::BTreeSet::new();
+        for endpoint in &self.endpoints {
+            let prefix = format!("{ENTITY_PREFIX}{}/", endpoint.name());
+            for (key, record) in self.records(&prefix).await {
+                if !record.blob_attempts.is_empty() {
+                    violate(
+                        ViolationKind::OrphanBlob,
+                        format!("{key} keeps blob registrations after collection"),
+                    );
+                }
+                referenced.extend(record.blobs.iter().cloned());
+                let state: Applied = record
+                    .state
+                    .as_deref()
+                    .and_then(|b| Json.decode(b).ok())
+                    .unwrap_or_default();
+                for invoice in state.invoices {
+                    match crate::blob::read(blobs.as_ref(), &invoice).await {
+                        Ok(stream) => {
+                            if let Err(e) = crate::blob::collect(stream).await {
+                                violate(ViolationKind::DanglingBlob, format!("{key}: {e}"));
+                            }
+                        }
+                        Err(e) => violate(ViolationKind::DanglingBlob, format!("{key}: {e}")),
+                    }
+                    in_state.insert(invoice.key);
+                }
+            }
+        }
+        let existing: std::collections::BTreeSet<String> =
+            match blobs.list(crate::blob::BLOB_PREFIX).await {
+                Ok(list) => list.into_iter().map(|b| b.key).collect(),
+                Err(e) => {
+                    violate(ViolationKind::OrphanBlob, format!("listing failed: {e}"));
+                    return;
+                }
+            };
+        for orphan in existing.difference(&referenced) {
+            violate(
+                ViolationKind::OrphanBlob,
+                format!("{orphan} survived collection unreferenced"),
+            );
+        }
+        for dangling in referenced.difference(&existing) {
+            violate(
+                ViolationKind::DanglingBlob,
+                format!("{dangling} is referenced but missing"),
+            );
+        }
+        for leaked in referenced.difference(&in_state) {
+            violate(
+                ViolationKind::OrphanBlob,
+                format!("{leaked} is published but no state references it"),
+            );
+        }
+    }
+
     async fn check(&self, config: &Config, seed: u64, report: &mut Report) {
+        self.check_blobs(seed, report).await;
         let mut violate =
             |kind, detail: String| report.violations.push(Violation { seed, kind, detail });
         let mut applied: BTreeMap<(usize, String, String), u32> = BTreeMap::new();

@@ -7,11 +7,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::blob::BlobRef;
 use crate::call::{CallResult, HttpCall};
 use crate::context::Context;
 use crate::error::HandlerError;
 use crate::handler::Handler;
 use crate::message::Message;
+
+/// The claim-check threshold the harness sets when blobs are on.
+pub const CLAIM_THRESHOLD: usize = 512;
 
 /// One hop of a chain.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -22,6 +26,9 @@ pub struct Hop {
     pub hop: u32,
     /// Differs per attempt, so two attempts' outputs differ in bytes.
     pub nonce: String,
+    /// Makes the message large enough for the claim check, when blobs are on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub padding: String,
 }
 
 impl Message for Hop {
@@ -44,6 +51,9 @@ impl Message for Fanned {
 pub struct Applied {
     /// Effect name → times applied.
     pub effects: BTreeMap<String, u32>,
+    /// Invoices written as blob side effects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invoices: Vec<BlobRef>,
 }
 
 /// The shape of the workload.
@@ -108,6 +118,7 @@ pub struct HopHandler {
     pub(crate) workload: Workload,
     pub(crate) endpoints: [String; 2],
     pub(crate) charge: Option<(String, bool)>,
+    pub(crate) blobs: bool,
 }
 
 impl Handler<Hop> for HopHandler {
@@ -121,14 +132,28 @@ impl Handler<Hop> for HopHandler {
         *s.effects
             .entry(format!("hop:{}:{}", m.chain, m.hop))
             .or_default() += 1;
+        if self.blobs {
+            // Different bytes per attempt: only the committed attempt's may
+            // ever be visible.
+            let text = format!("invoice {}:{} by attempt {}", m.chain, m.hop, ctx.new_id());
+            let name = format!("invoice-{}-{}", m.chain, m.hop);
+            s.invoices
+                .push(ctx.write_blob(&name, "text/plain", text).await?);
+        }
         let next = m.hop + 1;
         if next < self.workload.hops {
             let (endpoint, _) = self.workload.route(m.chain, next);
             let nonce = ctx.new_id().to_string();
+            let padding = if self.blobs {
+                "x".repeat(CLAIM_THRESHOLD + 88)
+            } else {
+                String::new()
+            };
             let hop = Hop {
                 chain: m.chain,
                 hop: next,
                 nonce,
+                padding,
             };
             ctx.send(&self.endpoints[endpoint], &hop)?;
         }

@@ -4,9 +4,14 @@
 use tracing::{Instrument, debug_span};
 
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Stats, Step};
+use bytes::Bytes;
+
+use crate::blob::session::BlobSession;
+use crate::blob::{BlobError, CLAIM_HEADER, fetch_claim, offload_large};
 use crate::call::{CallResult, HttpCall, PendingCall};
 use crate::codec::CodecExt;
 use crate::context::{Context, Incoming};
+use crate::error::HandlerError;
 use crate::handler::ErasedHandler;
 use crate::message::Envelope;
 use crate::message::Message;
@@ -40,9 +45,15 @@ impl Core {
         &self,
         envelope: &Envelope,
         handler: &dyn ErasedHandler,
-        key: &str,
         probe: Option<&dyn Probe>,
     ) -> Result<Outcome, AttemptError> {
+        // A claim-checked body is needed to name the entity. If it is gone,
+        // the message was processed completely: the body is released only
+        // after the token is consumed and the entry removed.
+        let Some((body, incoming_claim)) = self.incoming_body(envelope, probe).await? else {
+            return Ok(Outcome::Duplicate);
+        };
+        let key = &self.entity_of(handler, envelope, &body)?;
         let finisher = self.finisher(probe);
         if self.is(Mutant::CheckTokenBeforeLoad)
             && !self.is_owed(envelope, key, None, probe).await?
@@ -79,11 +90,28 @@ impl Core {
                 finisher.finish_pending(key, again).await?;
                 return Ok(Outcome::Recovered);
             }
+            // A finisher that died between removing the entry and releasing
+            // the claim-check body left it to us.
+            finisher
+                .release_claim(envelope.token.as_ref(), incoming_claim.as_deref())
+                .await?;
             return Ok(Outcome::Duplicate);
         }
 
         // Step 3: run the handler and commit state + entry + tokens at once.
         finisher.step(Step::Handle).await;
+        let now = self.env.now_millis();
+        let session = self.blobs.as_ref().map(|blobs| {
+            BlobSession::new(
+                self.store.clone(),
+                blobs.clone(),
+                key,
+                self.env.new_id().to_string(),
+                loaded.clone(),
+                now,
+                self.config.max_blob_bytes,
+            )
+        });
         let mut ctx = Context::new(
             &self.name,
             key,
@@ -91,15 +119,21 @@ impl Core {
             self.env.clone(),
             self.codec.clone(),
             self.routes.clone(),
-        );
+        )
+        .with_blobs(session, self.config.max_payload_bytes);
         let state = handler
-            .run(loaded.record.state.as_deref(), &envelope.body, &mut ctx)
+            .run(loaded.record.state.as_deref(), &body, &mut ctx)
             .instrument(debug_span!("exactly.handle", entity = key))
             .await
-            .map_err(|e| AttemptError::Retry(e.to_string()))?;
-        let (messages, mut calls) = ctx.into_effects();
+            .map_err(handler_failure)?;
+        let (mut messages, mut calls, mut session) = ctx.into_effects();
         if let Some(release) = self.release_after(envelope) {
             calls.push(release);
+        }
+        if let Some(session) = session.as_mut() {
+            offload_large(session, &mut messages, self.config.claim_threshold)
+                .await
+                .map_err(handler_failure)?;
         }
         self.check_sizes(&messages)?;
         if !calls.is_empty() && self.calls.is_none() {
@@ -110,8 +144,10 @@ impl Core {
             ));
         }
 
-        let now = self.env.now_millis();
-        let mut record = loaded.record.clone();
+        // The commit is conditioned on the record as this attempt last saw
+        // it: after its own blob registration, if it made one.
+        let base = session.as_ref().map_or(loaded, |s| s.loaded.clone());
+        let mut record = base.record.clone();
         record.state = Some(state);
         if envelope.token.is_none()
             && let Some(retention) = self.config.inbox_retention
@@ -126,12 +162,16 @@ impl Core {
                 .tokens
                 .extend(calls.iter().filter_map(|c| c.result.as_ref().map(|r| r.id)));
         }
+        let (doomed, delete_blobs) = publish_blobs(&mut record, session.as_ref());
         let entry = OutboxEntry {
             incoming: envelope.id,
             incoming_token: envelope.token.clone(),
             committed_at: now,
             messages,
             calls,
+            incoming_claim,
+            doomed,
+            delete_blobs,
         };
         record.outbox.push(entry.clone());
         if self.is(Mutant::DispatchBeforeCommit) {
@@ -139,7 +179,7 @@ impl Core {
         }
 
         finisher.step(Step::Commit).await;
-        let version = match commit_attempt(self.store.as_ref(), key, &loaded, &record).await {
+        let version = match commit_attempt(self.store.as_ref(), key, &base, &record).await {
             Err(AttemptError::Conflict) => {
                 Stats::bump(&self.stats.conflicts);
                 return Err(AttemptError::Conflict);
@@ -190,6 +230,43 @@ impl Core {
         }
     }
 
+    /// The body to hand the handler: the envelope's, or its claim-checked
+    /// blob, read and verified. `None` when the blob is gone and the token
+    /// consumed: a duplicate of a message processed completely. A blob gone
+    /// while the message is still owed is lost for real: error queue.
+    async fn incoming_body(
+        &self,
+        envelope: &Envelope,
+        probe: Option<&dyn Probe>,
+    ) -> Result<Option<(Bytes, Option<String>)>, AttemptError> {
+        let Some(reference) = envelope.header(CLAIM_HEADER) else {
+            return Ok(Some((envelope.body.clone(), None)));
+        };
+        let Some(blobs) = &self.blobs else {
+            return Err(AttemptError::Poison(
+                "the message is claim-checked but this endpoint has no blob store \
+                 (EndpointBuilder::blobs)"
+                    .into(),
+            ));
+        };
+        match fetch_claim(blobs.as_ref(), reference).await {
+            Ok((blob, body)) => Ok(Some((body, Some(blob.key)))),
+            Err(BlobError::NotFound { key: blob }) => {
+                if self.is_owed(envelope, "", None, probe).await? {
+                    Err(AttemptError::Poison(format!(
+                        "claim-checked body {blob:?} is missing"
+                    )))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) if e.is_transient() => Err(AttemptError::Retry(e.to_string())),
+            Err(e) => Err(AttemptError::Poison(format!(
+                "claim-checked body unusable: {e}"
+            ))),
+        }
+    }
+
     /// When the message handled is the result of a call to another exactly
     /// service, the request there is released (`DELETE`) once this handling
     /// commits — not before, so a crash in between cannot lose the response.
@@ -219,4 +296,37 @@ impl Core {
             None => Ok(()),
         }
     }
+}
+
+/// A handler that was superseded restarts the attempt; any other failure
+/// counts toward the retry limit.
+fn handler_failure(e: HandlerError) -> AttemptError {
+    match e {
+        HandlerError::Superseded => AttemptError::Conflict,
+        other => AttemptError::Retry(other.to_string()),
+    }
+}
+
+/// At commit: the winner's blobs become published; every other registered
+/// attempt lost to this commit (its base version is now stale), so its
+/// blobs are doomed and deleted in cleanup, as are published blobs the
+/// handler released. Returns (doomed attempts, blobs to delete).
+fn publish_blobs(
+    record: &mut EntityRecord,
+    session: Option<&BlobSession>,
+) -> (Vec<String>, Vec<String>) {
+    let mut doomed: Vec<String> = std::mem::take(&mut record.blob_attempts)
+        .into_keys()
+        .collect();
+    let mut delete = Vec::new();
+    if let Some(s) = session {
+        doomed.retain(|a| *a != s.attempt);
+        record.blobs.extend(s.written.iter().map(|b| b.key.clone()));
+        for key in &s.deleted {
+            if record.blobs.remove(key) {
+                delete.push(key.clone());
+            }
+        }
+    }
+    (doomed, delete)
 }

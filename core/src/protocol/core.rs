@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::finish::Finisher;
 use super::{Mutant, Probe, Stats};
+use crate::blob::BlobStore;
 use crate::call::CallExecutor;
 use crate::codec::Codec;
 use crate::context::Routes;
@@ -26,6 +27,7 @@ pub(crate) struct Core {
     pub config: Config,
     pub stats: Arc<Stats>,
     pub calls: Option<Arc<dyn CallExecutor>>,
+    pub blobs: Option<Arc<dyn BlobStore>>,
 }
 
 impl Core {
@@ -36,6 +38,7 @@ impl Core {
             env: &self.env,
             codec: self.codec.as_ref(),
             calls: self.calls.as_deref(),
+            blobs: self.blobs.as_deref(),
             probe,
             mutant: self.config.mutant,
         }

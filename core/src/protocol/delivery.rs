@@ -39,10 +39,7 @@ impl Core {
         );
         async {
             let outcome = match self.classify(envelope) {
-                Ok((handler, key)) => {
-                    tracing::Span::current().record("entity", key.as_str());
-                    self.process(&delivery, handler.as_ref(), &key, probe).await
-                }
+                Ok(handler) => self.process(&delivery, handler.as_ref(), probe).await,
                 Err(reason) => Err(Failure::Poison(reason)),
             };
             match outcome {
@@ -65,7 +62,7 @@ impl Core {
     }
 
     /// Finds the handler and the entity key; any failure here is permanent.
-    fn classify(&self, envelope: &Envelope) -> Result<(Arc<dyn ErasedHandler>, String), String> {
+    fn classify(&self, envelope: &Envelope) -> Result<Arc<dyn ErasedHandler>, String> {
         let handler = self.handlers.get(&envelope.message_type).ok_or_else(|| {
             format!(
                 "unknown message type {:?}: endpoint {:?} has no handler for it",
@@ -82,11 +79,22 @@ impl Core {
         if let Some(token) = &envelope.token {
             validate_token(token).map_err(|e| e.to_string())?;
         }
-        let key = handler
-            .entity_key(self.codec.as_ref(), &envelope.body)
-            .map_err(|e| format!("undecodable {} body: {e}", envelope.message_type))?;
-        let key = entity_key(&self.name, &key).map_err(|e| e.to_string())?;
-        Ok((handler.clone(), key))
+        Ok(handler.clone())
+    }
+
+    /// The store key of the entity the body names; failures are permanent.
+    pub(crate) fn entity_of(
+        &self,
+        handler: &dyn ErasedHandler,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<String, AttemptError> {
+        let key = handler.entity_key(self.codec.as_ref(), body).map_err(|e| {
+            AttemptError::Poison(format!("undecodable {} body: {e}", envelope.message_type))
+        })?;
+        let key = entity_key(&self.name, &key).map_err(|e| AttemptError::Poison(e.to_string()))?;
+        tracing::Span::current().record("entity", key.as_str());
+        Ok(key)
     }
 
     /// Attempts until one commits or is found done, retrying conflicts with
@@ -95,7 +103,6 @@ impl Core {
         &self,
         delivery: &Delivery,
         handler: &dyn ErasedHandler,
-        key: &str,
         probe: Option<&dyn Probe>,
     ) -> Result<Outcome, Failure> {
         let policy = &self.config.retry;
@@ -104,7 +111,7 @@ impl Core {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempts", attempt);
-            match self.attempt(&delivery.envelope, handler, key, probe).await {
+            match self.attempt(&delivery.envelope, handler, probe).await {
                 Err(AttemptError::Conflict) if conflicts < policy.conflict_limit => {
                     conflicts += 1;
                     let backoff = policy.conflict_backoff.saturating_mul(conflicts.min(16));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tracing::{Instrument, debug_span};
 
 use super::{AttemptError, Mutant, Probe, Step, pause};
+use crate::blob::BlobStore;
 use crate::call::{CallError, CallExecutor, CallResult, PendingCall};
 use crate::codec::{Codec, CodecExt};
 use crate::env::Env;
@@ -39,6 +40,8 @@ pub(crate) struct Finisher<'a> {
     pub codec: &'a dyn Codec,
     /// Performs captured calls; `None` where no call can be pending.
     pub calls: Option<&'a dyn CallExecutor>,
+    /// Deletes released and doomed blobs; `None` leaves them to the collector.
+    pub blobs: Option<&'a dyn BlobStore>,
     pub probe: Option<&'a dyn Probe>,
     pub mutant: Option<Mutant>,
 }
@@ -81,16 +84,24 @@ impl Finisher<'_> {
             for index in 0..entry.calls.len() {
                 current = self.perform(key, current, entry.incoming, index).await?;
             }
+            let token = entry.incoming_token.as_ref();
             if self.is(Mutant::RemoveEntryBeforeConsume) {
                 let current = self.remove_entry(key, current, entry.incoming).await?;
-                self.consume_token(entry.incoming_token.as_ref()).await?;
+                self.consume_token(token).await?;
                 return Ok(current);
             }
             // Consume first, then remove: removing first and crashing leaves
             // the token, and a redelivery would run the handler again
             // (AtMostOneStateChange).
-            self.consume_token(entry.incoming_token.as_ref()).await?;
-            self.remove_entry(key, current, entry.incoming).await
+            self.consume_token(token).await?;
+            self.clean_blobs(key, entry).await?;
+            let current = self.remove_entry(key, current, entry.incoming).await?;
+            // Only now the claim-check body: "body gone" must imply "entry
+            // gone", because a copy that finds the body missing (and the
+            // token consumed) drops itself without knowing the entity.
+            self.release_claim(token, entry.incoming_claim.as_deref())
+                .await?;
+            Ok(current)
         }
         .instrument(span)
         .await
@@ -274,6 +285,67 @@ impl Finisher<'_> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Releases a processed message's claim-check body: removes its
+    /// reference from the sender's record, then deletes it. Idempotent.
+    pub(crate) async fn release_claim(
+        &self,
+        token: Option<&DedupToken>,
+        claim: Option<&str>,
+    ) -> Result<(), AttemptError> {
+        let (Some(token), Some(claim)) = (token, claim) else {
+            return Ok(());
+        };
+        for _ in 0..CONFLICT_LIMIT {
+            self.step(Step::ConsumeToken).await;
+            let holder = read_record(self.store, &token.record).await?;
+            if !holder.record.blobs.contains(claim) {
+                break;
+            }
+            let mut record = holder.record.clone();
+            record.blobs.remove(claim);
+            match write_record(self.store, &token.record, &holder, &record).await {
+                Ok(_) => break,
+                Err(e) if e.is_conflict() => self.back_off().await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(blobs) = self.blobs {
+            self.step(Step::RemoveEntry).await;
+            blobs
+                .delete(claim)
+                .await
+                .map_err(|e| AttemptError::Retry(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Cleanup: deletes the blobs this entry released — those of attempts
+    /// that lost to this commit, and published blobs the state dropped. Deletes are idempotent; a crash here is redone by the next
+    /// finisher, and anything missed is the collector's.
+    async fn clean_blobs(&self, key: &str, entry: &OutboxEntry) -> Result<(), AttemptError> {
+        let Some(blobs) = self.blobs else {
+            return Ok(());
+        };
+        let transient = |e: crate::blob::BlobError| AttemptError::Retry(e.to_string());
+        let mut doomed = Vec::new();
+        for attempt in &entry.doomed {
+            let prefix = crate::blob::attempt_prefix(key, attempt);
+            doomed.extend(
+                blobs
+                    .list(&prefix)
+                    .await
+                    .map_err(transient)?
+                    .into_iter()
+                    .map(|b| b.key),
+            );
+        }
+        for blob in entry.delete_blobs.iter().chain(&doomed) {
+            self.step(Step::RemoveEntry).await;
+            blobs.delete(blob).await.map_err(transient)?;
+        }
+        Ok(())
     }
 
     /// Step 5b: writes the record back without the entry for `incoming`.

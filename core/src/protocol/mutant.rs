@@ -22,15 +22,18 @@ pub enum Mutant {
     RemoveEntryBeforeConsume,
     /// Send the outgoing messages before the commit: ghost messages.
     DispatchBeforeCommit,
+    /// The blob collector deletes old blobs without checking references.
+    CollectWithoutChecking,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
         Mutant::RemoveEntryBeforeConsume,
         Mutant::DispatchBeforeCommit,
+        Mutant::CollectWithoutChecking,
     ];
 }

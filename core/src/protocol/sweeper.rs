@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::finish::Finisher;
 use super::{AttemptError, Mutant, Probe, Stats, Step, pause};
+use crate::blob::BlobStore;
 use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
 use crate::env::Env;
@@ -36,6 +37,7 @@ pub struct Sweeper {
     mutant: Option<Mutant>,
     codec: Arc<dyn Codec>,
     calls: Option<Arc<dyn CallExecutor>>,
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 impl Sweeper {
@@ -51,7 +53,14 @@ impl Sweeper {
             mutant: None,
             codec: Arc::new(Json),
             calls: None,
+            blobs: None,
         }
+    }
+
+    /// Deletes released and doomed blobs with this store while finishing.
+    pub fn blobs(mut self, blobs: Option<Arc<dyn BlobStore>>) -> Self {
+        self.blobs = blobs;
+        self
     }
 
     /// Encodes call results with this codec (default JSON).
@@ -107,6 +116,7 @@ impl Sweeper {
             env: &self.env,
             codec: self.codec.as_ref(),
             calls: self.calls.as_deref(),
+            blobs: self.blobs.as_deref(),
             probe,
             mutant: self.mutant,
         };
