@@ -44,7 +44,6 @@ struct World {
     intent_prefix: String,
     calls: Option<CallsUnderTest>,
     blobs: Option<Arc<dyn BlobStore>>,
-    env: Env,
     mutant: Option<crate::protocol::Mutant>,
 }
 
@@ -282,7 +281,6 @@ impl World {
             intent_prefix,
             calls,
             blobs,
-            env: env.clone(),
             mutant: config.mutant,
         }
     }
@@ -415,7 +413,10 @@ impl World {
             |kind, detail: String| report.violations.push(Violation { seed, kind, detail });
         let collector = BlobCollector::new(self.raw_store.clone(), blobs.clone())
             .grace(Duration::ZERO)
-            .env(self.env.clone())
+            // Blob stores stamp writes with their own clock (real files with
+            // the real one); with no grace, "older than now" is all that
+            // matters, and every blob is.
+            .env(Env::system())
             .mutant(self.mutant);
         if let Err(e) = collector.collect_once().await {
             violate(ViolationKind::OrphanBlob, format!("collection failed: {e}"));
