@@ -52,6 +52,9 @@ struct RequestRecord {
     /// Set by `DELETE`: bodies dropped, only this tombstone kept.
     #[serde(default)]
     released_at: Option<u64>,
+    /// When the `PUT` stored it (ms).
+    #[serde(default)]
+    created_at: u64,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +77,7 @@ struct Inner {
     handlers: HashMap<String, BoxHandler>,
     principals: Arc<dyn PrincipalSource>,
     tombstone_grace: Duration,
+    request_ttl: Duration,
 }
 
 impl std::fmt::Debug for RpcServer {
@@ -90,6 +94,7 @@ pub struct RpcServerBuilder {
     handlers: HashMap<String, BoxHandler>,
     principals: Arc<dyn PrincipalSource>,
     tombstone_grace: Duration,
+    request_ttl: Duration,
 }
 
 impl RpcServerBuilder {
@@ -124,6 +129,14 @@ impl RpcServerBuilder {
         self
     }
 
+    /// How long a stored request that was never executed is kept (default
+    /// 24 h): a `PUT` whose `POST` never comes (a caller that gave up, or a
+    /// late `PUT` that arrived after its release) must not linger.
+    pub fn request_ttl(mut self, ttl: Duration) -> Self {
+        self.request_ttl = ttl;
+        self
+    }
+
     /// Injects time and randomness.
     pub fn env(mut self, env: Env) -> Self {
         self.env = env;
@@ -143,6 +156,7 @@ impl RpcServerBuilder {
                 handlers: self.handlers,
                 principals: self.principals,
                 tombstone_grace: self.tombstone_grace,
+                request_ttl: self.request_ttl,
             }),
         }
     }
@@ -159,6 +173,7 @@ impl RpcServer {
             handlers: HashMap::new(),
             principals: Arc::new(Anonymous),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            request_ttl: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -204,26 +219,29 @@ impl RpcServer {
     }
 
     /// Deletes tombstones older than the grace period whose messages are
-    /// all delivered; returns how many.
+    /// all delivered, and requests never executed within the request TTL;
+    /// returns how many.
     pub async fn cleanup_once(&self) -> Result<usize, StoreError> {
         let store = self.inner.store.as_ref();
         let prefix = format!("{INTENT_PREFIX}{SOURCE}/");
-        let horizon = self
-            .inner
-            .env
-            .now_millis()
-            .saturating_sub(self.inner.tombstone_grace.as_millis() as u64);
+        let now = self.inner.env.now_millis();
+        let horizon = now.saturating_sub(self.inner.tombstone_grace.as_millis() as u64);
+        let expired = now.saturating_sub(self.inner.request_ttl.as_millis() as u64);
         let mut deleted = 0;
         for key in store.list(&prefix, None, usize::MAX).await? {
             let Some(found) = store.get(&key).await? else {
                 continue;
             };
             let record = EntityRecord::decode(&key, &found.value)?;
-            let released = decode(record.state.as_deref())
-                .ok()
+            let stored = decode(record.state.as_deref()).ok();
+            let released = stored
+                .as_ref()
                 .and_then(|r| r.released_at)
                 .is_some_and(|at| at <= horizon);
-            if released && record.is_settled() {
+            let abandoned = stored.as_ref().is_some_and(|r| {
+                r.response.is_none() && r.released_at.is_none() && r.created_at <= expired
+            });
+            if (released || abandoned) && record.is_settled() {
                 match store.delete(&key, &found.version).await {
                     Ok(()) => deleted += 1,
                     Err(e) if e.is_conflict() || matches!(e, StoreError::NotFound { .. }) => {}
@@ -270,6 +288,7 @@ async fn put(
         request: body.body,
         response: None,
         released_at: None,
+        created_at: server.inner.env.now_millis(),
     };
     let state = Bytes::from(serde_json::to_vec(&stored).map_err(unavailable)?);
     let first = decode(

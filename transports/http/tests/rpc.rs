@@ -253,3 +253,32 @@ async fn requests_between_services_execute_once_under_a_thousand_fault_schedules
         .clone();
     assert!(left.is_empty(), "requests left stored at B: {left:?}");
 }
+
+#[tokio::test]
+async fn a_request_never_executed_is_removed_after_its_ttl() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let b = RpcServer::builder(store.clone(), transport.clone())
+        .handler("Charge", |charge: Charge, _ctx| Ok(charge))
+        .request_ttl(Duration::ZERO)
+        .build();
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let base = serve(b.routes(), rx).await;
+    let put = reqwest::Client::new()
+        .put(format!("{base}/exactly/requests/late-put"))
+        .header("content-type", "application/json")
+        .body(r#"{"type":"Charge","body":{"chain":1}}"#)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 201);
+    // Nobody POSTs it (a late PUT after its release, or a caller that gave up).
+    assert_eq!(b.cleanup_once().await.expect("cleanup"), 1);
+    assert!(
+        store
+            .list("i/rpc/", None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
