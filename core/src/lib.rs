@@ -82,7 +82,7 @@ pub use blob::{BlobCollector, BlobRef, BlobStore, MemoryBlobStore};
 pub use call::{CallError, CallExecutor, CallResult, HttpCall};
 pub use codec::{Codec, CodecExt, Json};
 pub use context::{Context, Routes};
-pub use endpoint::{Config, Endpoint, EndpointBuilder, RetryPolicy};
+pub use endpoint::{Config, Endpoint, EndpointBuilder, Guarantee, RetryPolicy};
 pub use env::Env;
 pub use error::{BoxError, CodecError, HandlerError, InvalidName, StoreError, TransportError};
 pub use handler::{FnHandler, Handler, handler_fn};

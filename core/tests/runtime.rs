@@ -346,3 +346,55 @@ async fn identity_inbox_dedups_within_its_window_and_not_after() {
     deliver(Outcome::Processed).await;
     assert_eq!(state(store.as_ref(), "e/ledger/a").await, Some(21));
 }
+
+#[tokio::test]
+async fn the_at_least_once_baseline_processes_a_duplicate_twice() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let endpoint = Endpoint::builder("ledger", store.clone(), transport.clone())
+        .handler(handler_fn(
+            |m: &Add| m.account.clone(),
+            |total: &mut u64, m: Add, ctx| {
+                *total += m.n;
+                ctx.send(
+                    "audit",
+                    &Audit {
+                        account: m.account.clone(),
+                    },
+                )?;
+                Ok(())
+            },
+        ))
+        .guarantee(exactly::Guarantee::AtLeastOnce)
+        .build()
+        .expect("endpoint");
+    let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    sender
+        .send(
+            "ledger",
+            &Add {
+                account: "a".into(),
+                n: 5,
+            },
+        )
+        .await
+        .expect("send");
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    let copy = d.clone();
+    assert_eq!(endpoint.handle_delivery(d).await, Outcome::Processed);
+    assert_eq!(endpoint.handle_delivery(copy).await, Outcome::Processed);
+    let v = store.get("e/ledger/a").await.expect("get").expect("record");
+    let record = EntityRecord::decode("k", &v.value).expect("record");
+    assert_eq!(
+        Json.decode::<u64>(record.state.as_deref().expect("state"))
+            .expect("n"),
+        10
+    );
+    assert!(
+        record.outbox.is_empty() && record.tokens.is_empty(),
+        "no bookkeeping"
+    );
+    let audits = transport.peek("audit");
+    assert_eq!(audits.len(), 2);
+    assert!(audits.iter().all(|e| e.token.is_none()));
+}

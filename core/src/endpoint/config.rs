@@ -50,11 +50,27 @@ impl RetryPolicy {
     }
 }
 
+/// The delivery guarantee an endpoint runs with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Guarantee {
+    /// The full protocol: dedup tokens, outbox, exactly-once effects.
+    #[default]
+    ExactlyOnce,
+    /// No dedup and no outbox: the state is written (still conditionally,
+    /// so concurrent handlers do not lose updates) and captured messages are
+    /// sent right after, without tokens. A redelivery runs the handler
+    /// again, and a crash between the write and the send loses the
+    /// messages. The baseline benchmarks compare against.
+    AtLeastOnce,
+}
+
 /// An endpoint's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Deliveries handled at once.
     pub concurrency: usize,
+    /// Exactly-once (default) or the at-least-once baseline.
+    pub guarantee: Guarantee,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Identity-inbox fallback for tokenless producers: how long processed
@@ -83,6 +99,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             concurrency: 8,
+            guarantee: Guarantee::ExactlyOnce,
             retry: RetryPolicy::default(),
             inbox_retention: None,
             error_queue: "error".into(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
-pub use config::{Config, RetryPolicy};
+pub use config::{Config, Guarantee, RetryPolicy};
 
 use crate::blob::BlobStore;
 use crate::call::CallExecutor;
@@ -133,6 +133,13 @@ impl EndpointBuilder {
     /// Injects time and randomness (default: system clock, OS randomness).
     pub fn env(mut self, env: Env) -> Self {
         self.env = env;
+        self
+    }
+
+    /// The delivery guarantee (default exactly-once; at-least-once is the
+    /// benchmark baseline).
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.config.guarantee = guarantee;
         self
     }
 

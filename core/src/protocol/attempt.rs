@@ -54,6 +54,9 @@ impl Core {
             return Ok(Outcome::Duplicate);
         };
         let key = &self.entity_of(handler, envelope, &body)?;
+        if self.config.guarantee == crate::endpoint::Guarantee::AtLeastOnce {
+            return self.at_least_once(envelope, handler, key, &body).await;
+        }
         let finisher = self.finisher(probe);
         if self.is(Mutant::CheckTokenBeforeLoad)
             && !self.is_owed(envelope, key, None, probe).await?
@@ -193,6 +196,46 @@ impl Core {
             version: Some(version),
         };
         finisher.finish_entry(key, committed, &entry).await?;
+        Ok(Outcome::Processed)
+    }
+
+    /// The at-least-once baseline: load, handle, write the state under the
+    /// version read, send. No token, no outbox entry, no dedup.
+    async fn at_least_once(
+        &self,
+        envelope: &Envelope,
+        handler: &dyn ErasedHandler,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Outcome, AttemptError> {
+        let loaded = load_entity(self.store.as_ref(), key).await?;
+        let mut ctx = Context::new(
+            &self.name,
+            key,
+            Incoming::of(envelope),
+            self.env.clone(),
+            self.codec.clone(),
+            self.routes.clone(),
+        );
+        let state = handler
+            .run(loaded.record.state.as_deref(), body, &mut ctx)
+            .await
+            .map_err(handler_failure)?;
+        let (mut messages, _, _) = ctx.into_effects();
+        for m in &mut messages {
+            m.envelope.token = None;
+        }
+        let mut record = loaded.record.clone();
+        record.state = Some(state);
+        if let Err(e) = commit_attempt(self.store.as_ref(), key, &loaded, &record).await {
+            if matches!(e, AttemptError::Conflict) {
+                Stats::bump(&self.stats.conflicts);
+            }
+            return Err(e);
+        }
+        if !messages.is_empty() {
+            self.transport.send(messages).await?;
+        }
         Ok(Outcome::Processed)
     }
 
