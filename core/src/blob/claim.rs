@@ -28,6 +28,7 @@ pub(crate) async fn offload_large(
         let body = std::mem::take(&mut out.envelope.body);
         let content_type = out.envelope.content_type.clone();
         let blob = session.write_bytes(&name, &content_type, body).await?;
+        metrics::counter!("exactly_claim_check_bytes_total").increment(blob.size);
         let reference = serde_json::to_string(&blob).map_err(HandlerError::failed)?;
         out.envelope.headers.insert(CLAIM_HEADER.into(), reference);
     }

@@ -207,6 +207,7 @@ impl EndpointBuilder {
                 reason: "has two handlers on this endpoint",
             });
         }
+        let stats = Arc::new(Stats::for_endpoint(&self.name));
         Ok(Endpoint {
             core: Arc::new(Core {
                 name: self.name,
@@ -217,7 +218,7 @@ impl EndpointBuilder {
                 routes: self.routes,
                 env: self.env,
                 config: self.config,
-                stats: Arc::default(),
+                stats,
                 calls: self.calls,
                 blobs: self.blobs,
             }),

@@ -3,7 +3,8 @@
 
 use tracing::{Instrument, debug_span};
 
-use super::{AttemptError, Core, Mutant, Outcome, Probe, Stats, Step};
+use super::stats::Counter;
+use super::{AttemptError, Core, Mutant, Outcome, Probe, Step};
 use bytes::Bytes;
 
 use crate::blob::session::BlobSession;
@@ -184,7 +185,7 @@ impl Core {
         finisher.step(Step::Commit).await;
         let version = match commit_attempt(self.store.as_ref(), key, &base, &record).await {
             Err(AttemptError::Conflict) => {
-                Stats::bump(&self.stats.conflicts);
+                self.stats.add(Counter::Conflicts);
                 return Err(AttemptError::Conflict);
             }
             other => other?,
@@ -229,7 +230,7 @@ impl Core {
         record.state = Some(state);
         if let Err(e) = commit_attempt(self.store.as_ref(), key, &loaded, &record).await {
             if matches!(e, AttemptError::Conflict) {
-                Stats::bump(&self.stats.conflicts);
+                self.stats.add(Counter::Conflicts);
             }
             return Err(e);
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tracing::{Instrument, info_span, warn};
 
-use super::{AttemptError, Core, Outcome, Probe, Stats, Step, pause};
+use super::stats::Counter;
+use super::{AttemptError, Core, Outcome, Probe, Step, pause};
 use crate::handler::ErasedHandler;
 use crate::message::{Envelope, headers};
 use crate::record::{entity_key, validate_token};
@@ -127,7 +128,7 @@ impl Core {
                     if failures > policy.immediate {
                         return Err(Failure::Exhausted(reason));
                     }
-                    Stats::bump(&self.stats.retries);
+                    self.stats.add(Counter::Retries);
                     warn!(%reason, failures, "attempt failed; retrying");
                     self.env
                         .clock
@@ -142,12 +143,12 @@ impl Core {
 
     fn count(&self, outcome: &Outcome) {
         let counter = match outcome {
-            Outcome::Processed => &self.stats.processed,
-            Outcome::Duplicate => &self.stats.duplicates,
-            Outcome::Recovered => &self.stats.recovered,
+            Outcome::Processed => Counter::Processed,
+            Outcome::Duplicate => Counter::Duplicates,
+            Outcome::Recovered => Counter::Recovered,
             _ => return,
         };
-        Stats::bump(counter);
+        self.stats.add(counter);
     }
 
     /// Out of immediate retries: send a copy back to our own queue after a
@@ -184,7 +185,7 @@ impl Core {
             envelope: copy,
             delay: delay + self.env.jitter(delay / 4),
         };
-        Stats::bump(&self.stats.retries);
+        self.stats.add(Counter::Retries);
         warn!(%reason, retry = done + 1, ?delay, "scheduling a delayed retry");
         if self.replace(delivery, retry, probe).await {
             Outcome::RetryScheduled { reason }
@@ -229,7 +230,7 @@ impl Core {
         };
         warn!(%reason, error_queue = %self.config.error_queue, "moving message to the error queue");
         if self.replace(delivery, out, probe).await {
-            Stats::bump(&self.stats.error_queued);
+            self.stats.add(Counter::ErrorQueued);
             Outcome::ErrorQueued { reason }
         } else {
             Outcome::Released { reason }

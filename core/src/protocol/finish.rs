@@ -115,6 +115,8 @@ impl Finisher<'_> {
             return Ok(());
         }
         self.step(Step::Dispatch).await;
+        let lag = self.env.now_millis().saturating_sub(entry.committed_at);
+        metrics::histogram!("exactly_outbox_dispatch_lag_seconds").record(lag as f64 / 1000.0);
         self.transport
             .send(entry.messages.clone())
             .instrument(debug_span!(

@@ -1,10 +1,15 @@
-//! Counters an endpoint keeps about its own work.
+//! Counters an endpoint keeps about its own work. Each is kept twice: in
+//! [`Stats`] (read it with `Endpoint::stats`) and through the `metrics`
+//! facade as `exactly_<name>_total{endpoint}`, for whatever recorder the
+//! application installs (Prometheus, OTLP, ...).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Running totals for one endpoint (or sweeper).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// The endpoint these are for (the metrics label).
+    pub endpoint: String,
     /// Deliveries whose attempt committed.
     pub processed: AtomicU64,
     /// Deliveries dropped as already processed.
@@ -21,9 +26,39 @@ pub struct Stats {
     pub swept: AtomicU64,
 }
 
+/// One of the counters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Processed,
+    Duplicates,
+    Recovered,
+    Conflicts,
+    Retries,
+    ErrorQueued,
+    Swept,
+}
+
 impl Stats {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counters for `endpoint`.
+    pub fn for_endpoint(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn add(&self, counter: Counter) {
+        let (cell, name) = match counter {
+            Counter::Processed => (&self.processed, "exactly_processed_total"),
+            Counter::Duplicates => (&self.duplicates, "exactly_duplicates_dropped_total"),
+            Counter::Recovered => (&self.recovered, "exactly_recovered_total"),
+            Counter::Conflicts => (&self.conflicts, "exactly_conflicts_total"),
+            Counter::Retries => (&self.retries, "exactly_retries_total"),
+            Counter::ErrorQueued => (&self.error_queued, "exactly_error_queued_total"),
+            Counter::Swept => (&self.swept, "exactly_sweeper_recoveries_total"),
+        };
+        cell.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(name, "endpoint" => self.endpoint.clone()).increment(1);
     }
 
     /// A plain copy of the counters.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::finish::Finisher;
+use super::stats::Counter;
 use super::{AttemptError, Mutant, Probe, Stats, Step, pause};
 use crate::blob::BlobStore;
 use crate::call::CallExecutor;
@@ -157,7 +158,7 @@ impl Sweeper {
             Ok(_) => {
                 debug!(key, count, "sweeper finished outbox entries");
                 for _ in 0..count {
-                    Stats::bump(&self.stats.swept);
+                    self.stats.add(Counter::Swept);
                 }
                 Ok(count)
             }
