@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use exactly::blob::BlobRef;
-use exactly::{Context, Endpoint, Handler, HandlerError, MemoryStore, MemoryTransport, Message, Outcome, Sender};
+use exactly::{
+    Context, Endpoint, Handler, HandlerError, MemoryStore, MemoryTransport, Message, Outcome,
+    Sender,
+};
 use exactly_blob::ObjectBlobStore;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -37,9 +40,19 @@ impl Handler<Produce> for Producer {
     fn entity_key(&self, _: &Produce) -> String {
         "p".into()
     }
-    async fn handle(&self, s: &mut Option<BlobRef>, m: Produce, ctx: &mut Context) -> Result<(), HandlerError> {
-        let chunks = futures::stream::iter((0..m.mib).map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 1 << 20])))).boxed();
-        let blob = ctx.write_blob_stream("payload", "application/octet-stream", chunks).await?;
+    async fn handle(
+        &self,
+        s: &mut Option<BlobRef>,
+        m: Produce,
+        ctx: &mut Context,
+    ) -> Result<(), HandlerError> {
+        let chunks = futures::stream::iter(
+            (0..m.mib).map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 1 << 20]))),
+        )
+        .boxed();
+        let blob = ctx
+            .write_blob_stream("payload", "application/octet-stream", chunks)
+            .await?;
         ctx.send("consumer", &Payload { blob: blob.clone() })?;
         *s = Some(blob);
         Ok(())
@@ -64,14 +77,25 @@ impl Handler<Payload> for Consumer {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
     let dir = tempfile::tempdir()?;
     let store = Arc::new(MemoryStore::new());
     let transport = Arc::new(MemoryTransport::new());
@@ -98,8 +122,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mibs = |secs: f64| mib as f64 / secs;
     println!("payload           {mib} MiB (blob side effect on local files, streamed)");
-    println!("write (producer)  {:.2} s  {:.0} MiB/s", written.as_secs_f64(), mibs(written.as_secs_f64()));
-    println!("end to end        {:.2} s  {:.0} MiB/s", total.as_secs_f64(), mibs(total.as_secs_f64()));
-    println!("peak RSS          {:.1} MiB (target < 64 MiB)", peak_rss_mib());
+    println!(
+        "write (producer)  {:.2} s  {:.0} MiB/s",
+        written.as_secs_f64(),
+        mibs(written.as_secs_f64())
+    );
+    println!(
+        "end to end        {:.2} s  {:.0} MiB/s",
+        total.as_secs_f64(),
+        mibs(total.as_secs_f64())
+    );
+    println!(
+        "peak RSS          {:.1} MiB (target < 64 MiB)",
+        peak_rss_mib()
+    );
     Ok(())
 }

@@ -80,7 +80,11 @@ fn generic(e: impl Into<exactly::BoxError>) -> BlobError {
 impl BlobStore for ObjectBlobStore {
     async fn put(&self, key: &str, mut data: ByteStream) -> Result<u64, BlobError> {
         let path = Path::from(key);
-        let upload = self.inner.put_multipart(&path).await.map_err(|e| map(key, e))?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| map(key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
         let mut size = 0u64;
         while let Some(chunk) = data.next().await {
@@ -101,7 +105,11 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
-        let found = self.inner.get(&Path::from(key)).await.map_err(|e| map(key, e))?;
+        let found = self
+            .inner
+            .get(&Path::from(key))
+            .await
+            .map_err(|e| map(key, e))?;
         let key = key.to_owned();
         Ok(found.into_stream().map_err(move |e| map(&key, e)).boxed())
     }

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 /// `mib` MiB in 64 KiB chunks, generated on the fly.
 fn stream(mib: usize) -> blob::ByteStream {
-    futures::stream::iter((0..mib * 16).map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 64 * 1024])))).boxed()
+    futures::stream::iter((0..mib * 16).map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 64 * 1024]))))
+        .boxed()
 }
 
 async fn round_trip(blobs: &dyn BlobStore, prefix: &str) {
@@ -36,24 +37,34 @@ async fn round_trip(blobs: &dyn BlobStore, prefix: &str) {
     assert_eq!(listed[0].size, 20 << 20);
     blobs.delete(&key).await.expect("delete");
     blobs.delete(&key).await.expect("deleting twice is fine");
-    assert!(matches!(blobs.get(&key).await, Err(BlobError::NotFound { .. })));
+    assert!(matches!(
+        blobs.get(&key).await,
+        Err(BlobError::NotFound { .. })
+    ));
     assert!(blobs.list(prefix).await.expect("list").is_empty());
 }
 
 #[tokio::test]
 async fn local_files_round_trip_twenty_mib_streamed() {
     let dir = tempfile::tempdir().expect("dir");
-    let blobs = ObjectBlobStore::local(dir.path()).expect("local").part_bytes(5 << 20);
+    let blobs = ObjectBlobStore::local(dir.path())
+        .expect("local")
+        .part_bytes(5 << 20);
     round_trip(&blobs, "b/test/").await;
 }
 
 #[tokio::test]
 async fn s3_compatible_server_round_trip() {
-    let url = std::env::var("EXACTLY_TEST_S3_URL")
-        .expect("EXACTLY_TEST_S3_URL must point at an S3-compatible server (scripts/services.sh up moto)");
+    let url = std::env::var("EXACTLY_TEST_S3_URL").expect(
+        "EXACTLY_TEST_S3_URL must point at an S3-compatible server (scripts/services.sh up moto)",
+    );
     let bucket = "exactly-blob-test";
     // moto creates buckets from an unsigned PUT; a 409 means it exists.
-    let _ = reqwest::Client::new().put(format!("{url}/{bucket}")).send().await.expect("create bucket");
+    let _ = reqwest::Client::new()
+        .put(format!("{url}/{bucket}"))
+        .send()
+        .await
+        .expect("create bucket");
     let blobs = ObjectBlobStore::s3(bucket, Some(&url)).expect("s3");
     round_trip(&blobs, &format!("b/run-{}/", std::process::id())).await;
 }
@@ -81,15 +92,22 @@ async fn fault_harness_with_blob_side_effects_on_local_files() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn fault_harness_with_blob_side_effects_on_s3() {
-    let url = std::env::var("EXACTLY_TEST_S3_URL")
-        .expect("EXACTLY_TEST_S3_URL must point at an S3-compatible server (scripts/services.sh up moto)");
+    let url = std::env::var("EXACTLY_TEST_S3_URL").expect(
+        "EXACTLY_TEST_S3_URL must point at an S3-compatible server (scripts/services.sh up moto)",
+    );
     let blobs: harness::BlobsFactory = Arc::new(move |env: ScheduleEnv| {
         let url = url.clone();
         Box::pin(async move {
             let bucket = format!("exactly-harness-{}-{}", std::process::id(), env.seed);
-            let _ = reqwest::Client::new().put(format!("{url}/{bucket}")).send().await;
-            let blobs: Arc<dyn BlobStore> =
-                Arc::new(ObjectBlobStore::s3(&bucket, Some(&url)).expect("s3").part_bytes(5 << 20));
+            let _ = reqwest::Client::new()
+                .put(format!("{url}/{bucket}"))
+                .send()
+                .await;
+            let blobs: Arc<dyn BlobStore> = Arc::new(
+                ObjectBlobStore::s3(&bucket, Some(&url))
+                    .expect("s3")
+                    .part_bytes(5 << 20),
+            );
             blobs
         })
     });
