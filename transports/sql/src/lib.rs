@@ -1,6 +1,7 @@
 //! A SQL-table queue for exactly: an at-least-once [`Transport`](exactly::Transport)
 //! with leases, native delays and all-or-nothing batch sends, in the same
-//! database as the store. SQLite today (feature `sqlite`, on by default).
+//! database as the store: SQLite (feature `sqlite`, on by default) or
+//! PostgreSQL (feature `postgres`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,6 +35,17 @@
 //! # });
 //! ```
 //!
+//! On PostgreSQL the same queue claims rows with `FOR UPDATE SKIP LOCKED`
+//! and wakes waiting receivers in every process with `LISTEN`/`NOTIFY`:
+//!
+//! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # async fn doc() -> Result<(), exactly::TransportError> {
+//! use exactly_transport_sql::SqlQueue;
+//! let queue = SqlQueue::connect_postgres("postgres://app@db.example/app").await?;
+//! # Ok(()) }
+//! ```
+//!
 //! One table holds every queue: a row per message with its `seq` (never
 //! reused), queue name, envelope ([`Envelope::to_bytes`](exactly::Envelope::to_bytes)),
 //! `visible_at`, lease and delivery count. See `docs/transports.md`.
@@ -41,13 +53,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Without a database feature there is nothing to construct the queue with.
-#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod queue;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod table;
 
+#[cfg(feature = "postgres")]
+pub use postgres::NOTIFY_CHANNEL;
 pub use queue::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_POLL_INTERVAL, DEFAULT_VISIBILITY_TIMEOUT, SqlQueue,
 };

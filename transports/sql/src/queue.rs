@@ -80,6 +80,13 @@ impl SqlQueue {
         self
     }
 
+    /// The in-process wake-up of waiting receivers, for a backend that
+    /// learns of other processes' sends (PostgreSQL's `LISTEN`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn waker(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+
     fn now(&self) -> i64 {
         millis(self.clock.now_millis())
     }

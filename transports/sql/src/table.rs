@@ -1,6 +1,7 @@
 //! The seam between the queue's logic and one database's SQL. Each
-//! database gets a module implementing [`Table`] (SQLite today; PostgreSQL
-//! would claim rows with `FOR UPDATE SKIP LOCKED` in its own module).
+//! database gets a module implementing [`Table`]: `sqlite` (one writer,
+//! one `UPDATE … RETURNING` claims rows) and `postgres` (`FOR UPDATE SKIP
+//! LOCKED`, `NOTIFY` on send and nack).
 
 use std::fmt;
 

@@ -1,0 +1,214 @@
+//! [`PostgresStore`]: the `Store` contract on one PostgreSQL table, one
+//! round trip per call.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use exactly::store::Capabilities;
+use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::error::map_err;
+use crate::pool::{describe, open, pool_options};
+use crate::schema::migrate;
+
+/// Default largest value accepted: 16 MiB. Entity records are meant to be
+/// small; large payloads belong in a blob store behind a claim check.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A [`Store`] in a PostgreSQL table (`exactly_kv`).
+///
+/// Each write takes its version from one sequence (`nextval` inside the
+/// same statement), so a version never repeats for any key — not after a
+/// delete and re-create, not across processes (the `versions_never_repeat`
+/// clause). Conditional writes are single statements: `INSERT ... ON
+/// CONFLICT DO NOTHING` for [`Precondition::Absent`], `UPDATE ... WHERE
+/// version = $v` for [`Precondition::Matches`]; PostgreSQL's row locks
+/// make the second of two racing writers re-check its `WHERE` against the
+/// first one's row, so it matches nothing and gets `Conflict`.
+///
+/// `Debug` shows `user@host:port/db`, never the password; values are never
+/// logged.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    max_value_bytes: usize,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &describe(&self.pool))
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`) with
+    /// [`pool_options`], and creates or migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, pool_options()).await
+    }
+
+    /// Like [`connect`](Self::connect) with your pool settings, e.g.
+    /// `pool_options().max_connections(32)`.
+    pub async fn connect_with(url: &str, options: PgPoolOptions) -> Result<Self, StoreError> {
+        Self::from_pool(open(url, options).await?).await
+    }
+
+    /// A store on an existing pool; creates or migrates the schema.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        migrate(&pool).await?;
+        Ok(Self {
+            pool,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        })
+    }
+
+    /// Refuses values over `limit` bytes with [`StoreError::TooLarge`]
+    /// (default [`DEFAULT_MAX_VALUE_BYTES`]; PostgreSQL itself stops at
+    /// 1 GB per `BYTEA`).
+    pub fn max_value_bytes(mut self, limit: usize) -> Self {
+        self.max_value_bytes = limit;
+        self
+    }
+
+    /// The pool this store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn conflict(key: &str) -> StoreError {
+    StoreError::Conflict {
+        key: key.to_owned(),
+    }
+}
+
+/// Our versions are decimal sequence values in canonical form; any other
+/// string (`007` included) matches no row.
+fn parse_version(version: &Version) -> Option<i64> {
+    let v = version.as_str();
+    v.parse().ok().filter(|n: &i64| n.to_string() == v)
+}
+
+/// The smallest byte string above every key that starts with `prefix`:
+/// UTF-8 never contains the byte 0xFF.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = Vec::with_capacity(prefix.len() + 1);
+    end.extend_from_slice(prefix.as_bytes());
+    end.push(0xff);
+    end
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT value, version FROM exactly_kv WHERE key = $1")
+                .bind(key.as_bytes())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(row.map(|(value, version)| Versioned {
+            value: Bytes::from(value),
+            version: Version::new(version.to_string()),
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError> {
+        if value.len() > self.max_value_bytes {
+            return Err(StoreError::TooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        let query = match &precondition {
+            Precondition::Absent => sqlx::query_scalar(
+                "INSERT INTO exactly_kv (key, value, version) \
+                 VALUES ($1, $2, nextval('exactly_kv_version')) \
+                 ON CONFLICT (key) DO NOTHING RETURNING version",
+            )
+            .bind(key.as_bytes())
+            .bind(&value[..]),
+            Precondition::Matches(v) => sqlx::query_scalar(
+                "UPDATE exactly_kv SET value = $2, version = nextval('exactly_kv_version') \
+                 WHERE key = $1 AND version = $3 RETURNING version",
+            )
+            .bind(key.as_bytes())
+            .bind(&value[..])
+            .bind(parse_version(v).ok_or_else(|| conflict(key))?),
+        };
+        let version: Option<i64> = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        version
+            .map(|v| Version::new(v.to_string()))
+            .ok_or_else(|| conflict(key))
+    }
+
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
+        // One statement: the data-modifying CTE deletes at the version, the
+        // outer SELECT (on the statement's snapshot, before the delete)
+        // tells a wrong version (row present) from a missing key.
+        let (deleted, present): (bool, bool) = sqlx::query_as(
+            "WITH d AS (DELETE FROM exactly_kv WHERE key = $1 AND version = $2 RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM d), \
+                    EXISTS (SELECT 1 FROM exactly_kv WHERE key = $1)",
+        )
+        .bind(key.as_bytes())
+        .bind(parse_version(version).unwrap_or(-1))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match (deleted, present) {
+            (true, _) => Ok(()),
+            (false, true) => Err(conflict(key)),
+            (false, false) => Err(StoreError::NotFound {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A byte range of the primary key, not LIKE: `%` and `_` in keys
+        // are ordinary characters here.
+        let query = match start_after {
+            Some(after) if after >= prefix => sqlx::query_scalar(
+                "SELECT key FROM exactly_kv WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3",
+            )
+            .bind(after.as_bytes()),
+            _ => sqlx::query_scalar(
+                "SELECT key FROM exactly_kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+            )
+            .bind(prefix.as_bytes()),
+        };
+        let keys: Vec<Vec<u8>> = query
+            .bind(prefix_end(prefix))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys.into_iter()
+            .map(|key| String::from_utf8(key).map_err(StoreError::generic))
+            .collect()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().with_max_value_bytes(self.max_value_bytes)
+    }
+}

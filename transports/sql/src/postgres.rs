@@ -1,0 +1,237 @@
+//! The queue table on PostgreSQL: rows claimed with `FOR UPDATE SKIP
+//! LOCKED`, waiting receivers woken by `LISTEN`/`NOTIFY`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use exactly::TransportError;
+use exactly_store_postgres::is_transient;
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::{Notify, oneshot};
+
+use crate::table::{Leased, NewRow, Table};
+
+/// The channel `send` and `nack` notify (payload: the queue name) and every
+/// [`SqlQueue`](crate::SqlQueue) on PostgreSQL listens to.
+pub const NOTIFY_CHANNEL: &str = "exactly_queue";
+
+/// Serialises concurrent first opens: `CREATE TABLE IF NOT EXISTS` racing
+/// itself in two sessions can fail on the catalog's unique index.
+const SCHEMA_LOCK: i64 = 0x6578_6163_746c_7971; // "exactlyq"
+
+/// Created on every open; a no-op when it exists. An identity `seq` is
+/// never reused, so a stale receipt cannot ack a newer message. The index
+/// serves the claim: visible rows of one queue in `visible_at` order.
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS exactly_queue (
+        seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        queue      TEXT   NOT NULL,
+        envelope   BYTEA  NOT NULL,
+        visible_at BIGINT NOT NULL,
+        lease      TEXT,
+        deliveries BIGINT NOT NULL DEFAULT 0
+    )",
+    "CREATE INDEX IF NOT EXISTS exactly_queue_visible ON exactly_queue (queue, visible_at, seq)",
+];
+
+/// The queue on a PostgreSQL pool. Dropping it stops its listener task.
+#[derive(Debug)]
+pub(crate) struct PgTable {
+    pool: PgPool,
+    _stop_listener: oneshot::Sender<()>,
+}
+
+/// Maps every PostgreSQL driver error of the queue.
+fn map_err(error: sqlx::Error) -> TransportError {
+    if is_transient(&error) {
+        TransportError::unavailable(error)
+    } else {
+        TransportError::generic(error)
+    }
+}
+
+async fn create_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    for statement in SCHEMA {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Wakes the queue's waiting receivers on every notification, until the
+/// table is dropped. While the listener reconnects, notifications are
+/// lost: it wakes everyone once it is back, and receivers poll anyway.
+async fn listen(mut listener: PgListener, wake: Weak<Notify>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let next = tokio::select! {
+            _ = &mut stop => return,
+            next = listener.try_recv() => next,
+        };
+        let Some(notify) = wake.upgrade() else { return };
+        notify.notify_waiters();
+        match next {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!("queue listener reconnected"),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue listener failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Table for PgTable {
+    async fn insert(&self, rows: Vec<NewRow>) -> Result<(), TransportError> {
+        let mut queues = Vec::with_capacity(rows.len());
+        let mut envelopes = Vec::with_capacity(rows.len());
+        let mut visible = Vec::with_capacity(rows.len());
+        for row in rows {
+            queues.push(row.queue);
+            envelopes.push(row.envelope);
+            visible.push(row.visible_at);
+        }
+        // One statement, so one implicit transaction: all rows or none, and
+        // the notifications go out on commit, never for a rolled-back batch.
+        sqlx::query(
+            "WITH sent AS (
+                 INSERT INTO exactly_queue (queue, envelope, visible_at)
+                 SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::int8[])
+                 RETURNING queue)
+             SELECT pg_notify($4, queue) FROM (SELECT DISTINCT queue FROM sent) AS q",
+        )
+        .bind(queues)
+        .bind(envelopes)
+        .bind(visible)
+        .bind(NOTIFY_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        queue: &str,
+        max: i64,
+        now: i64,
+        lease: &str,
+        until: i64,
+    ) -> Result<Vec<Leased>, TransportError> {
+        // The locking CTE runs once; SKIP LOCKED lets concurrent receivers
+        // claim disjoint rows instead of queueing behind each other's locks.
+        let mut rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "WITH picked AS (
+                 SELECT seq FROM exactly_queue
+                 WHERE queue = $3 AND visible_at <= $4
+                 ORDER BY visible_at, seq LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE exactly_queue AS q
+             SET lease = $1, visible_at = $2, deliveries = q.deliveries + 1
+             FROM picked WHERE q.seq = picked.seq
+             RETURNING q.seq, q.envelope, q.deliveries",
+        )
+        .bind(lease)
+        .bind(until)
+        .bind(queue)
+        .bind(now)
+        .bind(max)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
+        Ok(rows
+            .into_iter()
+            .map(|(seq, envelope, deliveries)| Leased {
+                seq,
+                envelope,
+                deliveries,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {
+        sqlx::query("DELETE FROM exactly_queue WHERE seq = $1 AND queue = $2")
+            .bind(seq)
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        queue: &str,
+        seq: i64,
+        lease: &str,
+        visible_at: i64,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "WITH released AS (
+                 UPDATE exactly_queue SET lease = NULL, visible_at = $4
+                 WHERE seq = $1 AND queue = $2 AND lease = $3
+                 RETURNING queue)
+             SELECT pg_notify($5, queue) FROM released",
+        )
+        .bind(seq)
+        .bind(queue)
+        .bind(lease)
+        .bind(visible_at)
+        .bind(NOTIFY_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+impl crate::SqlQueue {
+    /// Connects to PostgreSQL at `url` (`postgres://user:pass@host/db`)
+    /// with the pool settings of the PostgreSQL store
+    /// ([`exactly_store_postgres::pool_options`]), and creates the queue
+    /// table if missing. Errors never contain the password.
+    pub async fn connect_postgres(url: &str) -> Result<Self, TransportError> {
+        let options =
+            exactly_store_postgres::connect_options(url).map_err(TransportError::generic)?;
+        let pool = exactly_store_postgres::pool_options()
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                let (redacted, secret) = exactly_store_postgres::redact(url);
+                let mut message = format!("connecting to {redacted}: {e}");
+                if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+                    message = message.replace(&secret, "***");
+                }
+                if is_transient(&e) {
+                    TransportError::unavailable(message)
+                } else {
+                    TransportError::generic(message)
+                }
+            })?;
+        Self::from_pg_pool(pool).await
+    }
+
+    /// A queue on an existing PostgreSQL pool — e.g. the one a
+    /// `PostgresStore` uses, so store and queue share a database; creates
+    /// the queue table if missing. The queue keeps one of the pool's
+    /// connections for `LISTEN` while it (or a clone) lives.
+    pub async fn from_pg_pool(pool: PgPool) -> Result<Self, TransportError> {
+        create_schema(&pool).await.map_err(map_err)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(map_err)?;
+        listener.listen(NOTIFY_CHANNEL).await.map_err(map_err)?;
+        let (stop, stopped) = oneshot::channel();
+        let table = PgTable {
+            pool,
+            _stop_listener: stop,
+        };
+        let queue = Self::with_table(Arc::new(table));
+        tokio::spawn(listen(listener, Arc::downgrade(queue.waker()), stopped));
+        Ok(queue)
+    }
+}

@@ -1,0 +1,75 @@
+//! The core fault harness over `MemoryStore` and a real transport: the
+//! protocol's crash, stale-worker, duplicate and fault schedules, with every
+//! queue operation going to the broker. The harness workload also publishes
+//! through `Routes` (one event to two subscriber queues) and moves failures
+//! to an error queue, so it exercises publish/subscribe and error queues
+//! over the transport as well.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use exactly::harness::{self, Backend, BackendFactory, Config, Report, ScheduleEnv};
+use exactly::{MemoryStore, Transport};
+
+/// A prefix no earlier run against the same server used (`r` + seconds
+/// since the epoch in base 36), so queues left by an aborted run never
+/// feed messages into this one.
+pub fn run_prefix() -> String {
+    let mut secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut digits = Vec::new();
+    while secs > 0 {
+        let d = u8::try_from(secs % 36).unwrap_or(0);
+        digits.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+        secs /= 36;
+    }
+    digits.reverse();
+    format!("r{}", String::from_utf8_lossy(&digits))
+}
+
+/// A [`BackendFactory`]: a fresh `MemoryStore` per schedule and the
+/// transport `transport` builds for it. The closure gets the schedule's
+/// environment and its namespace (`{run}s{seed}x`), the prefix of every
+/// queue the schedule uses (`{ns}a`, `{ns}b`, `{ns}error`).
+pub fn memory_store_over<F, Fut>(transport: F) -> BackendFactory
+where
+    F: Fn(ScheduleEnv, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Arc<dyn Transport>> + Send + 'static,
+{
+    let run = run_prefix();
+    Arc::new(move |env: ScheduleEnv| {
+        let namespace = format!("{run}s{}x", env.seed);
+        let transport = transport(env, namespace.clone());
+        Box::pin(async move {
+            Backend {
+                store: Arc::new(MemoryStore::new()),
+                transport: transport.await,
+                namespace,
+            }
+        })
+    })
+}
+
+/// Runs `schedules` schedules (or `EXACTLY_SCHEDULES`; `EXACTLY_SEED`
+/// reruns one) over `factory`, prints the report and its time, and fails
+/// on any lost or duplicated effect or other violation.
+pub async fn fault_harness(label: &str, schedules: u64, factory: &BackendFactory) -> Report {
+    let config = Config {
+        schedules,
+        ..Config::default()
+    }
+    .from_env();
+    let start = Instant::now();
+    let report = harness::run(&config, factory).await;
+    println!("{report}\nin {:.1?} over {label}", start.elapsed());
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(
+        report.faults.crashes > 0 && report.faults.stale_workers > 0,
+        "faults were injected: {report}"
+    );
+    report
+}
