@@ -1,0 +1,41 @@
+//! The order service sample: `POST /orders` → Orders → Billing (charges a
+//! payment provider over HTTP, writes the invoice blob) → Shipping, exactly
+//! once end to end, in one process or as separate ones sharing one SQLite
+//! file. `order-service soak` proves it under SIGKILL. See README.md.
+
+mod api;
+mod backend;
+mod billing;
+mod config;
+mod messages;
+mod metrics;
+mod orders;
+mod payments;
+mod serve;
+mod shipping;
+mod soak;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    config::init_logs(cli.common.log_format);
+    let result = match cli.command {
+        Some(Command::Soak(args)) => soak::run(args, cli.common).await,
+        None => serve::serve(cli.serve, cli.common).await.map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("order-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

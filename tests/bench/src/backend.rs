@@ -1,0 +1,62 @@
+//! The store + transport pairs a scenario runs on, created fresh for every
+//! run so no run inherits another's rows.
+
+use std::sync::Arc;
+
+use exactly::{MemoryStore, MemoryTransport};
+use exactly_store_sqlite::SqliteStore;
+use exactly_transport_sql::SqlQueue;
+
+use crate::workload::Fresh;
+
+/// Where a run's records and queue live.
+pub enum Backend {
+    /// `MemoryStore` + `MemoryTransport`: no I/O at all.
+    Memory,
+    /// `SqliteStore` + `SqlQueue` sharing one pool on one file (the
+    /// embedded default: WAL, `synchronous = FULL`).
+    Sqlite,
+    /// `PostgresStore` + `SqlQueue` sharing one pool.
+    #[cfg(feature = "postgres")]
+    Postgres(crate::pg::Postgres),
+}
+
+impl Backend {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A fresh store and transport for one run with `workers` workers.
+    pub async fn fresh(&self, workers: usize) -> Result<Fresh, String> {
+        match self {
+            Backend::Memory => Ok(Fresh {
+                store: Arc::new(MemoryStore::new()),
+                transport: Arc::new(MemoryTransport::new()),
+                _keep: Box::new(()),
+            }),
+            Backend::Sqlite => {
+                let _ = workers; // SQLite has one writer; the default pool is used as is.
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let pool = exactly_store_sqlite::open_pool(dir.path().join("bench.db"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = SqliteStore::from_pool(pool.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let queue = SqlQueue::from_pool(pool).await.map_err(|e| e.to_string())?;
+                Ok(Fresh {
+                    store: Arc::new(store),
+                    transport: Arc::new(queue),
+                    _keep: Box::new(dir),
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => pg.fresh(workers).await,
+        }
+    }
+}

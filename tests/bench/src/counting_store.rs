@@ -1,0 +1,187 @@
+//! A [`Store`] layer that counts calls: every call is one round trip to the
+//! database, so the counts explain where the time goes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use exactly::store::Capabilities;
+use exactly::{Precondition, Store, StoreError, Version, Versioned};
+
+/// Calls made through one [`CountingStore`], by kind.
+#[derive(Debug, Default)]
+pub struct StoreCounts {
+    get: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+    list: AtomicU64,
+    conflict: AtomicU64,
+}
+
+/// A copy of [`StoreCounts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreOps {
+    pub get: u64,
+    pub put: u64,
+    pub delete: u64,
+    pub list: u64,
+    /// Conditional writes that failed their precondition: commit races and
+    /// the finishing steps' bookkeeping races alike (the endpoint's own
+    /// `Stats::conflicts` counts only the former).
+    pub conflict: u64,
+}
+
+impl StoreOps {
+    /// Reads: `get` and `list`.
+    pub fn reads(&self) -> u64 {
+        self.get + self.list
+    }
+
+    /// Writes: `put` and `delete`.
+    pub fn writes(&self) -> u64 {
+        self.put + self.delete
+    }
+
+    /// Every round trip.
+    pub fn total(&self) -> u64 {
+        self.reads() + self.writes()
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &StoreOps) -> StoreOps {
+        StoreOps {
+            get: self.get - earlier.get,
+            put: self.put - earlier.put,
+            delete: self.delete - earlier.delete,
+            list: self.list - earlier.list,
+            conflict: self.conflict - earlier.conflict,
+        }
+    }
+}
+
+impl StoreCounts {
+    pub fn snapshot(&self) -> StoreOps {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StoreOps {
+            get: get(&self.get),
+            put: get(&self.put),
+            delete: get(&self.delete),
+            list: get(&self.list),
+            conflict: get(&self.conflict),
+        }
+    }
+}
+
+/// Wraps a store and counts each call made through it, failed ones too (a
+/// conflicting write is still a round trip).
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    counts: Arc<StoreCounts>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            counts: Arc::default(),
+        }
+    }
+
+    /// The counters, readable while the store is in use.
+    pub fn counts(&self) -> Arc<StoreCounts> {
+        self.counts.clone()
+    }
+}
+
+impl CountingStore {
+    fn count_conflict<T>(&self, result: &Result<T, StoreError>) {
+        if result.as_ref().is_err_and(StoreError::is_conflict) {
+            bump(&self.counts.conflict);
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        bump(&self.counts.get);
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        precondition: Precondition,
+    ) -> Result<Version, StoreError> {
+        bump(&self.counts.put);
+        let result = self.inner.put(key, value, precondition).await;
+        self.count_conflict(&result);
+        result
+    }
+
+    async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
+        bump(&self.counts.delete);
+        let result = self.inner.delete(key, version).await;
+        self.count_conflict(&result);
+        result
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        bump(&self.counts.list);
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exactly::MemoryStore;
+
+    #[tokio::test]
+    async fn counts_every_kind_of_call() {
+        let store = CountingStore::new(Arc::new(MemoryStore::new()));
+        let counts = store.counts();
+        let v = store
+            .put("k", Bytes::from_static(b"1"), Precondition::Absent)
+            .await
+            .unwrap();
+        // A lost race is still a round trip.
+        assert!(
+            store
+                .put("k", Bytes::from_static(b"2"), Precondition::Absent)
+                .await
+                .is_err()
+        );
+        store.get("k").await.unwrap();
+        store.list("", None, 10).await.unwrap();
+        store.delete("k", &v).await.unwrap();
+        let ops = counts.snapshot();
+        assert_eq!(
+            ops,
+            StoreOps {
+                get: 1,
+                put: 2,
+                delete: 1,
+                list: 1,
+                conflict: 1,
+            }
+        );
+        assert_eq!((ops.reads(), ops.writes(), ops.total()), (2, 3, 5));
+    }
+}

@@ -1,0 +1,195 @@
+//! Exactly-once against the at-least-once baseline, on the same store,
+//! transport and machine in the same run: throughput, latency, store round
+//! trips per message, contention and a concurrency sweep. Results and how
+//! to read them: `docs/benchmarks.md`.
+//!
+//! ```text
+//! cargo run --release -p exactly-bench -- sqlite
+//! cargo run --release -p exactly-bench -- memory --quick
+//! ```
+
+mod backend;
+mod counting_store;
+mod measure;
+mod observed;
+#[cfg(feature = "postgres")]
+mod pg;
+mod plot;
+mod producer;
+mod report;
+mod scenario;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use exactly::Guarantee;
+
+use backend::Backend;
+use scenario::Settings;
+
+/// Exactly-once against at-least-once: both modes, same backend, same run.
+#[derive(Debug, Parser)]
+#[command(name = "exactly-bench")]
+struct Cli {
+    /// What to measure.
+    scenario: Scenario,
+    /// Messages per run of the workload table.
+    #[arg(long, default_value_t = 5_000)]
+    messages: u64,
+    /// Workers per endpoint.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Entities the messages are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    entities: u64,
+    /// Messages in flight at most (default: twice the workers).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Messages per contention run (default: messages / 5).
+    #[arg(long)]
+    hot_messages: Option<u64>,
+    /// Messages per concurrency-sweep run (default: messages / 2).
+    #[arg(long)]
+    sweep_messages: Option<u64>,
+    /// Concurrency levels of the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    levels: Vec<usize>,
+    /// Seconds pgbench runs for.
+    #[arg(long, default_value_t = 15)]
+    pgbench_seconds: u64,
+    /// Where the sweep writes its plot.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/benchmarks-throughput.svg"))]
+    plot: PathBuf,
+    /// Queue all messages first, then time only the endpoints draining
+    /// them (no producer in the timed part; no latency).
+    #[arg(long)]
+    drain: bool,
+    /// Runs of each measurement, interleaved; tables show the median and
+    /// the range.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Which modes to measure (one alone gives a clean peak RSS).
+    #[arg(long, value_enum, default_value_t = Modes::Both)]
+    mode: Modes,
+    /// A fast smoke run: few messages, two sweep levels.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scenario {
+    /// MemoryStore + MemoryTransport: the endpoint's own CPU cost.
+    Memory,
+    /// SqliteStore + SqlQueue on one SQLite file.
+    Sqlite,
+    /// PostgresStore + SqlQueue on PostgreSQL, and pgbench.
+    Postgres,
+    /// Throughput vs concurrency on SQLite (and PostgreSQL), with the plot.
+    Sweep,
+    /// All of the above.
+    All,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Modes {
+    Both,
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl Cli {
+    fn settings(&self) -> Settings {
+        let quick = |full: u64, smoke: u64| if self.quick { smoke } else { full };
+        let messages = quick(self.messages, 200);
+        Settings {
+            messages,
+            concurrency: self.concurrency,
+            entities: quick(self.entities, 50),
+            window: self.window,
+            hot_messages: self.hot_messages.unwrap_or(messages / 5).max(1),
+            sweep_messages: self.sweep_messages.unwrap_or(messages / 2).max(1),
+            sweep_levels: if self.quick {
+                vec![1, 4]
+            } else {
+                self.levels.clone()
+            },
+            pgbench_duration: Duration::from_secs(quick(self.pgbench_seconds, 2)),
+            drain: self.drain,
+            repeats: self.repeat.max(1),
+            modes: match self.mode {
+                Modes::Both => vec![Guarantee::ExactlyOnce, Guarantee::AtLeastOnce],
+                Modes::ExactlyOnce => vec![Guarantee::ExactlyOnce],
+                Modes::AtLeastOnce => vec![Guarantee::AtLeastOnce],
+            },
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let s = cli.settings();
+    println!(
+        "Machine: {}. Load average at the start: {}.\n",
+        measure::machine(),
+        measure::load_average()
+    );
+    let quiet = "";
+    match cli.scenario {
+        Scenario::Memory => scenario::backend_scenario(&Backend::Memory, &s, quiet)
+            .await
+            .map(drop),
+        Scenario::Sqlite => scenario::backend_scenario(&Backend::Sqlite, &s, quiet)
+            .await
+            .map(drop),
+        Scenario::Postgres => postgres(&s).await,
+        Scenario::Sweep => sweep(&s, &cli.plot).await,
+        Scenario::All => {
+            scenario::backend_scenario(&Backend::Memory, &s, quiet).await?;
+            scenario::backend_scenario(&Backend::Sqlite, &s, quiet).await?;
+            postgres(&s).await?;
+            sweep(&s, &cli.plot).await
+        }
+    }
+}
+
+async fn sweep(s: &Settings, plot: &std::path::Path) -> Result<(), String> {
+    let backends = scenario::sweep_backends().await;
+    scenario::sweep_and_plot(&backends, s, plot).await
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(s: &Settings) -> Result<(), String> {
+    scenario::postgres(s).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_: &Settings) -> Result<(), String> {
+    println!("## postgres\n\nSkipped: built without the `postgres` feature.\n");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("exactly-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => {
+            println!("Load average at the end: {}.", measure::load_average());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exactly-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The workload: `Bump` messages spread over entities, a handler that
+//! increments the entity's counter and, in the chain shape, sends one
+//! `Bump` on to a second endpoint (the outbox path); one measured run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exactly::{
+    Context, Endpoint, Guarantee, Handler, HandlerError, Message, Sender, Store, Transport,
+};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::counting_store::CountingStore;
+use crate::measure::{RunResult, peak_rss_kib, reset_peak_rss};
+use crate::observed::Observed;
+use crate::producer::{Feed, spawn_producers};
+
+/// A run that makes no progress for this long has lost a message.
+const STALL: Duration = Duration::from_secs(60);
+
+/// The one message type. `sent_at_us` is stamped by the producer and copied
+/// to the next hop, so latency is measured end to end.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Bump {
+    pub entity: String,
+    pub sent_at_us: u64,
+    pub hops_left: u8,
+}
+
+impl Message for Bump {
+    const TYPE: &'static str = "Bump";
+}
+
+/// Increments a counter; sends the message on while hops are left.
+struct Counter {
+    next: Option<String>,
+}
+
+impl Handler<Bump> for Counter {
+    type State = u64;
+
+    fn entity_key(&self, m: &Bump) -> String {
+        m.entity.clone()
+    }
+
+    async fn handle(&self, n: &mut u64, m: Bump, ctx: &mut Context) -> Result<(), HandlerError> {
+        *n += 1;
+        if let (Some(next), Some(hops_left)) = (&self.next, m.hops_left.checked_sub(1)) {
+            let on = Bump { hops_left, ..m };
+            ctx.send(next, &on)?;
+        }
+        Ok(())
+    }
+}
+
+/// Direct: one hop, nothing sent. Chain: two hops, the first sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Direct,
+    Chain,
+}
+
+impl Shape {
+    pub fn hops(self) -> u64 {
+        match self {
+            Shape::Direct => 1,
+            Shape::Chain => 2,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Shape::Direct => "direct",
+            Shape::Chain => "2-hop chain",
+        }
+    }
+}
+
+pub fn mode_label(mode: Guarantee) -> &'static str {
+    match mode {
+        Guarantee::ExactlyOnce => "exactly-once",
+        Guarantee::AtLeastOnce => "at-least-once",
+    }
+}
+
+/// One measured run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub mode: Guarantee,
+    pub shape: Shape,
+    pub messages: u64,
+    /// Entities the messages are spread over (1: one hot entity).
+    pub entities: u64,
+    /// Workers per endpoint.
+    pub concurrency: usize,
+    /// Messages in flight at most (sent, last hop not yet acked).
+    pub window: usize,
+    /// Queue every message first, then time the endpoints draining them
+    /// (no latency: it would be time spent waiting in the queue).
+    pub drain: bool,
+}
+
+/// A store and transport for one run, fresh, plus whatever keeps them alive.
+pub struct Fresh {
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn Transport>,
+    /// Dropped after the run: a temporary directory, a pool.
+    pub _keep: Box<dyn std::any::Any + Send>,
+}
+
+/// Runs `spec` on `fresh`; `run_id` keeps queue names apart between runs.
+pub async fn run(
+    fresh: Fresh,
+    spec: &Spec,
+    run_id: u64,
+    bar: &ProgressBar,
+) -> Result<RunResult, String> {
+    let first = format!("bench{run_id}a");
+    let last = match spec.shape {
+        Shape::Direct => first.clone(),
+        Shape::Chain => format!("bench{run_id}b"),
+    };
+    let window = Arc::new(Semaphore::new(spec.window));
+    let observed = Arc::new(Observed::new(
+        fresh.transport.clone(),
+        &last,
+        window.clone(),
+    ));
+    let endpoint_store = Arc::new(CountingStore::new(fresh.store.clone()));
+    let producer_store = Arc::new(CountingStore::new(fresh.store.clone()));
+    let (endpoint_ops, producer_ops) = (endpoint_store.counts(), producer_store.counts());
+
+    let build = |name: &str, next: Option<String>| {
+        Endpoint::builder(name, endpoint_store.clone(), observed.clone())
+            .handler(Counter { next })
+            .guarantee(spec.mode)
+            .concurrency(spec.concurrency)
+            // No periodic sweep during the run: a sweep pass reads every
+            // entity record, which would blur the per-message counts. Its
+            // cost is measured once, after the run.
+            .sweep(Duration::from_secs(3600), Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let mut endpoints = vec![build(
+        &first,
+        (spec.shape == Shape::Chain).then(|| last.clone()),
+    )?];
+    if spec.shape == Shape::Chain {
+        endpoints.push(build(&last, None)?);
+    }
+
+    let sender = Sender::new(
+        "bench-producer",
+        producer_store.clone(),
+        fresh.transport.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let feed = Feed {
+        spec: spec.clone(),
+        queue: first.clone(),
+        next: Arc::default(),
+        window,
+        sender,
+        transport: fresh.transport.clone(),
+    };
+    let mut producers = JoinSet::new();
+    if spec.drain {
+        // Everything is queued before the endpoints start and the clock
+        // runs: the time is the endpoints' alone.
+        feed.window.add_permits(spec.messages as usize);
+        spawn_producers(&mut producers, &feed);
+        while let Some(done) = producers.join_next().await {
+            done.map_err(|e| e.to_string())??;
+        }
+        bar.set_message("queued; draining");
+    }
+
+    reset_peak_rss();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = JoinSet::new();
+    let start = Instant::now();
+    for endpoint in &endpoints {
+        let (endpoint, mut stop) = (endpoint.clone(), stop_rx.clone());
+        running.spawn(async move {
+            endpoint
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+    if !spec.drain {
+        spawn_producers(&mut producers, &feed);
+    }
+
+    let waited = wait(&observed, spec.messages, bar, &mut producers).await;
+    let elapsed = start.elapsed();
+    let _ = stop_tx.send(true);
+    producers.abort_all();
+    while running.join_next().await.is_some() {}
+    waited?;
+
+    let mut latencies_us = observed.take_latencies();
+    latencies_us.sort_unstable();
+    if spec.drain {
+        latencies_us.clear();
+    }
+    let stats: Vec<_> = endpoints.iter().map(|e| e.stats().snapshot()).collect();
+    let sum = |f: fn(&exactly::StatsSnapshot) -> u64| stats.iter().map(f).sum();
+    Ok(RunResult {
+        messages: spec.messages,
+        hops: spec.shape.hops(),
+        elapsed,
+        latencies_us,
+        endpoint_store: endpoint_ops.snapshot(),
+        producer_store: producer_ops.snapshot(),
+        transport: observed.ops(),
+        processed: sum(|s| s.processed),
+        conflicts: sum(|s| s.conflicts),
+        retries: sum(|s| s.retries),
+        error_queued: sum(|s| s.error_queued),
+        duplicates: sum(|s| s.duplicates),
+        peak_rss_kib: peak_rss_kib(),
+        sweep_pass: sweep_pass(&endpoints[0], &endpoint_ops).await,
+        intent_records: count_keys(fresh.store.as_ref(), "i/bench-producer/").await,
+    })
+}
+
+/// How many records are stored under `prefix` (uncounted: after the run).
+async fn count_keys(store: &dyn Store, prefix: &str) -> Option<u64> {
+    let (mut count, mut after) = (0, None::<String>);
+    loop {
+        let page = store.list(prefix, after.as_deref(), 1000).await.ok()?;
+        count += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.clone()),
+            _ => return Some(count),
+        }
+    }
+}
+
+/// Store calls of one sweep pass over the first endpoint's entity records.
+async fn sweep_pass(
+    endpoint: &Endpoint,
+    counts: &crate::counting_store::StoreCounts,
+) -> Option<crate::counting_store::StoreOps> {
+    let before = counts.snapshot();
+    endpoint.sweeper().sweep_once().await.ok()?;
+    Some(counts.snapshot().since(&before))
+}
+
+/// Waits until `messages` completed, updating the bar; fails on a stall or
+/// a producer error.
+async fn wait(
+    observed: &Observed,
+    messages: u64,
+    bar: &ProgressBar,
+    producers: &mut JoinSet<Result<(), String>>,
+) -> Result<(), String> {
+    let mut done = observed.completions();
+    loop {
+        let now = *done.borrow_and_update();
+        bar.set_position(now);
+        if now >= messages {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = tokio::time::timeout(STALL, done.changed()) => {
+                if changed.is_err() {
+                    return Err(format!("no progress for {STALL:?} at {now}/{messages} messages"));
+                }
+            }
+            Some(Ok(Err(e))) = producers.join_next() => return Err(format!("producer: {e}")),
+        }
+    }
+}
