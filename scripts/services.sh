@@ -43,16 +43,20 @@ ALL=(postgres rabbitmq nats moto azurite)
 # self-connect), which then makes the server fail with EADDRINUSE. Seen here
 # with 5xxxx ports: 2 RabbitMQ starts out of 3 failed that way.
 HOST=127.0.0.1
-PG_PORT=25432
-RMQ_PORT=25672      # AMQP
-RMQ_DIST_PORT=25673 # Erlang distribution (the CLI tools talk to the node here)
-RMQ_EPMD_PORT=24369 # our own epmd, not the default 4369
-NATS_PORT=24222
-NATS_MON_PORT=28222
-MOTO_PORT=25000
-AZ_BLOB_PORT=25010
-AZ_QUEUE_PORT=25011
-AZ_TABLE_PORT=25012
+# EXACTLY_SERVICES_PORT_OFFSET (default 0) moves every port up by that much,
+# so a second checkout (e.g. a CI run beside a working copy) can run its own
+# servers on the same machine; keep the results below 32768.
+OFF=${EXACTLY_SERVICES_PORT_OFFSET:-0}
+PG_PORT=$((25432 + OFF))
+RMQ_PORT=$((25672 + OFF))      # AMQP
+RMQ_DIST_PORT=$((25673 + OFF)) # Erlang distribution (the CLI tools talk to the node here)
+RMQ_EPMD_PORT=$((24369 + OFF)) # our own epmd, not the default 4369
+NATS_PORT=$((24222 + OFF))
+NATS_MON_PORT=$((28222 + OFF))
+MOTO_PORT=$((25000 + OFF))
+AZ_BLOB_PORT=$((25010 + OFF))
+AZ_QUEUE_PORT=$((25011 + OFF))
+AZ_TABLE_PORT=$((25012 + OFF))
 ALL_PORTS=("$PG_PORT" "$RMQ_PORT" "$RMQ_DIST_PORT" "$RMQ_EPMD_PORT" "$NATS_PORT" "$NATS_MON_PORT"
   "$MOTO_PORT" "$AZ_BLOB_PORT" "$AZ_QUEUE_PORT" "$AZ_TABLE_PORT")
 

@@ -81,7 +81,12 @@ pub struct Sender {
     transport: Arc<dyn Transport>,
     codec: Arc<dyn Codec>,
     env: Env,
+    retention: Duration,
 }
+
+/// How long a `Sender` keeps a processed message's intent record by default
+/// (see [`Sender::retention`]).
+pub const DEFAULT_INTENT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Sender {
     /// A sender whose intent records live under `i/{source}/`.
@@ -98,7 +103,20 @@ impl Sender {
             transport,
             codec: Arc::new(Json),
             env: Env::system(),
+            retention: DEFAULT_INTENT_RETENTION,
         })
+    }
+
+    /// How long the intent record of a processed message is kept (default
+    /// [`DEFAULT_INTENT_RETENTION`], 24 h, counted from the message id's
+    /// time). Within it, `send_with_id` with the same id sends nothing
+    /// again; after it, this sender's [`sweeper`](Self::sweeper) deletes the
+    /// record and the same id would be sent, and processed, anew. Records
+    /// whose message is not yet processed are never deleted, nor those
+    /// with state (`create` / `run_once`), nor ids that are not UUID v7.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Uses another codec (default JSON).
@@ -372,13 +390,16 @@ impl Sender {
         Err(StoreError::Conflict { key }.into())
     }
 
-    /// A sweeper over this sender's intent records (run it, or intents of a
-    /// sender that died between commit and dispatch wait for the next send).
+    /// A sweeper over this sender's intent records: it sends intents of a
+    /// sender that died between commit and dispatch, and deletes the records
+    /// of processed messages after the [`retention`](Self::retention). Run
+    /// it, or those intents wait for the next send and the records stay.
     pub fn sweeper(&self) -> Sweeper {
         Sweeper::new(self.store.clone(), self.transport.clone())
             .prefix(format!("{INTENT_PREFIX}{}/", self.source))
             .env(self.env.clone())
             .min_age(Duration::from_secs(2))
+            .expire_finished(self.retention)
     }
 
     fn finisher<'a>(&'a self, probe: Option<&'a dyn Probe>) -> Finisher<'a> {
@@ -391,6 +412,7 @@ impl Sender {
             blobs: None,
             probe,
             mutant: None,
+            stats: None,
         }
     }
 }

@@ -398,3 +398,122 @@ async fn the_at_least_once_baseline_processes_a_duplicate_twice() {
     assert_eq!(audits.len(), 2);
     assert!(audits.iter().all(|e| e.token.is_none()));
 }
+
+/// Rewrites a record once, at the second time the delivery reaches
+/// `Step::ConsumeToken` (between reading the holder and writing it back),
+/// so that the finisher's conditional write loses the race.
+struct RaceOnConsume {
+    store: Arc<dyn Store>,
+    holder: String,
+    seen: std::sync::atomic::AtomicU32,
+}
+
+impl exactly::Probe for RaceOnConsume {
+    fn at(&self, step: exactly::Step) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if step != exactly::Step::ConsumeToken
+                || self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) != 1
+            {
+                return;
+            }
+            let current = self
+                .store
+                .get(&self.holder)
+                .await
+                .expect("get")
+                .expect("holder");
+            self.store
+                .put(
+                    &self.holder,
+                    current.value,
+                    exactly::Precondition::Matches(current.version),
+                )
+                .await
+                .expect("rewrite");
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_lost_bookkeeping_race_is_counted_apart_from_commit_conflicts() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let endpoint = audit(store.clone(), transport.clone());
+    let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    sender
+        .send(
+            "audit",
+            &Audit {
+                account: "a".into(),
+            },
+        )
+        .await
+        .expect("send");
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    let holder = d.envelope.token.clone().expect("token").record;
+    let probe = RaceOnConsume {
+        store: store.clone(),
+        holder: holder.clone(),
+        seen: 0.into(),
+    };
+    assert_eq!(
+        endpoint.handle_delivery_probed(d, &probe).await,
+        Outcome::Processed
+    );
+    let stats = endpoint.stats().snapshot();
+    assert_eq!(stats.bookkeeping_conflicts, 1, "{stats:?}");
+    assert_eq!(stats.conflicts, 0, "{stats:?}");
+    assert_eq!(state(store.as_ref(), "e/audit/a").await, Some(1));
+    let v = store.get(&holder).await.expect("get").expect("holder");
+    let record = EntityRecord::decode(&holder, &v.value).expect("record");
+    assert!(
+        record.tokens.is_empty(),
+        "the retried consume took the token"
+    );
+}
+
+#[tokio::test]
+async fn the_sender_sweeper_deletes_processed_intents_after_their_retention_only() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let clock = Arc::new(ManualClock::starting_at(1_700_000_000_000));
+    let sender = Sender::new("s", store.clone(), transport.clone())
+        .expect("sender")
+        .env(Env::seeded(7, clock.clone()))
+        .retention(Duration::from_secs(3600));
+    let endpoint = audit(store.clone(), transport.clone());
+    let account = |name: &str| Audit {
+        account: name.into(),
+    };
+    let processed = sender.send("audit", &account("a")).await.expect("send");
+    let pending = sender.send("audit", &account("b")).await.expect("send");
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    assert_eq!(d.envelope.id, processed, "FIFO transport");
+    assert_eq!(endpoint.handle_delivery(d).await, Outcome::Processed);
+
+    let sweeper = sender.sweeper();
+    let exists = async |id| {
+        store
+            .get(&sender.record_key(id))
+            .await
+            .expect("get")
+            .is_some()
+    };
+    clock.advance(Duration::from_secs(3599));
+    sweeper.sweep_once().await.expect("sweep");
+    assert!(exists(processed).await, "kept within the retention");
+
+    clock.advance(Duration::from_secs(2));
+    sweeper.sweep_once().await.expect("sweep");
+    assert!(!exists(processed).await, "processed and past retention");
+    assert!(exists(pending).await, "its token is not consumed yet");
+    assert_eq!(sweeper.stats().snapshot().expired, 1);
+
+    // The pending message is still processed exactly once.
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    assert_eq!(d.envelope.id, pending);
+    assert_eq!(endpoint.handle_delivery(d).await, Outcome::Processed);
+    assert_eq!(state(store.as_ref(), "e/audit/b").await, Some(1));
+    sweeper.sweep_once().await.expect("sweep");
+    assert!(!exists(pending).await, "now processed, and it is as old");
+}

@@ -296,7 +296,8 @@ impl Endpoint {
             .with_stats(core.stats.clone(), core.config.mutant)
     }
 
-    /// Runs `concurrency` workers and the sweeper until `shutdown` completes.
+    /// Runs `concurrency` workers and (exactly-once only) the sweeper until
+    /// `shutdown` completes.
     /// Deliveries in progress are finished; nothing unfinished is acked.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -306,16 +307,19 @@ impl Endpoint {
             let stop = stop_rx.clone();
             tasks.spawn(async move { endpoint.work(stop).await });
         }
-        let sweeper = self.sweeper();
-        let interval = self.core.config.sweep_interval;
-        let mut stop = stop_rx.clone();
-        tasks.spawn(async move {
-            sweeper
-                .run(interval, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        // At-least-once endpoints keep no outbox: nothing for a sweep to find.
+        if self.core.config.guarantee == Guarantee::ExactlyOnce {
+            let sweeper = self.sweeper();
+            let interval = self.core.config.sweep_interval;
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                sweeper
+                    .run(interval, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
         shutdown.await;
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}

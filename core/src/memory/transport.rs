@@ -111,16 +111,22 @@ impl MemoryTransport {
             return Vec::new();
         };
         // A lease that ran out is as good as a nack: the message is visible.
-        let mut ready: Vec<u64> = slots
+        let visible = slots
             .iter()
             .filter(|(_, s)| s.visible_at <= now)
-            .map(|(seq, _)| *seq)
-            .collect();
-        if let Some(random) = &self.reorder {
-            for i in (1..ready.len()).rev() {
-                ready.swap(i, (random.next_u64() % (i as u64 + 1)) as usize);
+            .map(|(seq, _)| *seq);
+        // In order, the scan stops at the first `max` visible messages; a
+        // reordering transport shuffles all of them first.
+        let ready: Vec<u64> = match &self.reorder {
+            None => visible.take(max).collect(),
+            Some(random) => {
+                let mut ready: Vec<u64> = visible.collect();
+                for i in (1..ready.len()).rev() {
+                    ready.swap(i, (random.next_u64() % (i as u64 + 1)) as usize);
+                }
+                ready
             }
-        }
+        };
         ready
             .into_iter()
             .take(max)

@@ -41,6 +41,7 @@ impl Core {
             blobs: self.blobs.as_deref(),
             probe,
             mutant: self.config.mutant,
+            stats: Some(&self.stats),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug_span};
 
+use super::stats::{Counter, Stats};
 use super::{AttemptError, Mutant, Probe, Step, pause};
 use crate::blob::BlobStore;
 use crate::call::{CallError, CallExecutor, CallResult, PendingCall};
@@ -44,6 +45,8 @@ pub(crate) struct Finisher<'a> {
     pub blobs: Option<&'a dyn BlobStore>,
     pub probe: Option<&'a dyn Probe>,
     pub mutant: Option<Mutant>,
+    /// Where lost bookkeeping races are counted; `None` counts nowhere.
+    pub stats: Option<&'a Stats>,
 }
 
 impl Finisher<'_> {
@@ -429,13 +432,23 @@ impl Finisher<'_> {
                         version: Some(version),
                     });
                 }
-                Err(e) if e.is_conflict() => current = read_record(self.store, key).await?,
+                Err(e) if e.is_conflict() => {
+                    if let Some(stats) = self.stats {
+                        stats.add(Counter::BookkeepingConflicts);
+                    }
+                    current = read_record(self.store, key).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
+    /// Counts a lost bookkeeping race and waits a jittered moment before
+    /// the retry.
     pub(crate) async fn back_off(&self) {
+        if let Some(stats) = self.stats {
+            stats.add(Counter::BookkeepingConflicts);
+        }
         self.env
             .clock
             .sleep(self.env.jitter(CONFLICT_BACKOFF))

@@ -16,14 +16,23 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     /// Deliveries that found and finished an earlier attempt's entry.
     pub recovered: AtomicU64,
-    /// Conditional writes that lost a race.
+    /// Commits (conditional writes of an attempt's new state) that lost a
+    /// race and reran the handler.
     pub conflicts: AtomicU64,
+    /// Bookkeeping writes that lost a race and were retried: consuming a
+    /// token, removing an outbox entry or recording a call result in a
+    /// record someone else wrote meanwhile (typically a receiver consuming
+    /// its token in the sender's record). The cost of fan-in to one record.
+    pub bookkeeping_conflicts: AtomicU64,
     /// Failed attempts that were retried (immediately or later).
     pub retries: AtomicU64,
     /// Messages moved to the error queue.
     pub error_queued: AtomicU64,
     /// Outbox entries the sweeper finished.
     pub swept: AtomicU64,
+    /// Finished records the sweeper deleted after their retention
+    /// (`Sweeper::expire_finished`).
+    pub expired: AtomicU64,
 }
 
 /// One of the counters.
@@ -33,9 +42,11 @@ pub(crate) enum Counter {
     Duplicates,
     Recovered,
     Conflicts,
+    BookkeepingConflicts,
     Retries,
     ErrorQueued,
     Swept,
+    Expired,
 }
 
 impl Stats {
@@ -53,9 +64,14 @@ impl Stats {
             Counter::Duplicates => (&self.duplicates, "exactly_duplicates_dropped_total"),
             Counter::Recovered => (&self.recovered, "exactly_recovered_total"),
             Counter::Conflicts => (&self.conflicts, "exactly_conflicts_total"),
+            Counter::BookkeepingConflicts => (
+                &self.bookkeeping_conflicts,
+                "exactly_bookkeeping_conflicts_total",
+            ),
             Counter::Retries => (&self.retries, "exactly_retries_total"),
             Counter::ErrorQueued => (&self.error_queued, "exactly_error_queued_total"),
             Counter::Swept => (&self.swept, "exactly_sweeper_recoveries_total"),
+            Counter::Expired => (&self.expired, "exactly_expired_records_total"),
         };
         cell.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(name, "endpoint" => self.endpoint.clone()).increment(1);
@@ -69,9 +85,11 @@ impl Stats {
             duplicates: get(&self.duplicates),
             recovered: get(&self.recovered),
             conflicts: get(&self.conflicts),
+            bookkeeping_conflicts: get(&self.bookkeeping_conflicts),
             retries: get(&self.retries),
             error_queued: get(&self.error_queued),
             swept: get(&self.swept),
+            expired: get(&self.expired),
         }
     }
 }
@@ -84,7 +102,9 @@ pub struct StatsSnapshot {
     pub duplicates: u64,
     pub recovered: u64,
     pub conflicts: u64,
+    pub bookkeeping_conflicts: u64,
     pub retries: u64,
     pub error_queued: u64,
     pub swept: u64,
+    pub expired: u64,
 }

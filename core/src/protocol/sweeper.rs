@@ -16,7 +16,7 @@ use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
 use crate::env::Env;
 use crate::error::StoreError;
-use crate::record::read_record;
+use crate::record::{Loaded, read_record};
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -39,6 +39,7 @@ pub struct Sweeper {
     codec: Arc<dyn Codec>,
     calls: Option<Arc<dyn CallExecutor>>,
     blobs: Option<Arc<dyn BlobStore>>,
+    expire_after: Option<Duration>,
 }
 
 impl Sweeper {
@@ -55,7 +56,20 @@ impl Sweeper {
             codec: Arc::new(Json),
             calls: None,
             blobs: None,
+            expire_after: None,
         }
+    }
+
+    /// Also deletes *finished* records older than `after`: records named by
+    /// a UUID v7 message id (the key's last `/` segment) whose id time is
+    /// more than `after` ago, and which hold nothing any more (no state, no
+    /// outbox entry, no unconsumed token, no inbox, no blob). That is the
+    /// `Sender`'s intent records once their message was processed; an id of
+    /// another UUID version never expires. The delete is conditional on the
+    /// version read, so a concurrent write keeps the record.
+    pub fn expire_finished(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
     }
 
     /// Deletes released and doomed blobs with this store while finishing.
@@ -120,6 +134,7 @@ impl Sweeper {
             blobs: self.blobs.as_deref(),
             probe,
             mutant: self.mutant,
+            stats: Some(&self.stats),
         };
         let mut finished = 0;
         for prefix in &self.prefixes {
@@ -151,6 +166,7 @@ impl Sweeper {
             .iter()
             .any(|e| e.committed_at <= horizon);
         if !due {
+            self.expire(key, &loaded).await?;
             return Ok(0);
         }
         let count = loaded.record.outbox.len();
@@ -168,6 +184,47 @@ impl Sweeper {
                 warn!(key, %reason, "sweeper could not finish an entry; will retry");
                 Ok(0)
             }
+        }
+    }
+
+    /// Deletes `key` if it is a finished record past its expiry.
+    async fn expire(&self, key: &str, loaded: &Loaded) -> Result<(), StoreError> {
+        let (Some(after), Some(version)) = (self.expire_after, &loaded.version) else {
+            return Ok(());
+        };
+        let r = &loaded.record;
+        let finished = r.state.is_none()
+            && r.outbox.is_empty()
+            && r.tokens.is_empty()
+            && r.inbox.is_empty()
+            && r.blobs.is_empty()
+            && r.blob_attempts.is_empty();
+        let born = key
+            .rsplit('/')
+            .next()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .filter(|id| id.get_version_num() == 7)
+            .and_then(|id| id.get_timestamp())
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs * 1000 + u64::from(nanos / 1_000_000)
+            });
+        let Some(born) = born else {
+            return Ok(());
+        };
+        let expired = born.saturating_add(after.as_millis() as u64) <= self.env.now_millis();
+        if !finished || !expired {
+            return Ok(());
+        }
+        match self.store.delete(key, version).await {
+            Ok(()) => {
+                debug!(key, "sweeper deleted an expired finished record");
+                self.stats.add(Counter::Expired);
+                Ok(())
+            }
+            // Written or deleted meanwhile: the next pass looks again.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
