@@ -67,6 +67,7 @@ pub mod env;
 mod error;
 pub mod fault;
 mod handler;
+pub mod lease_book;
 pub mod memory;
 pub mod message;
 mod protocol;

@@ -1,7 +1,8 @@
 //! Opens the store, the queue and the blob store named on the command line.
 //! The embedded default is one SQLite file (store and queue share a pool)
 //! and a directory of blobs (`exactly-blob` over `object_store`'s local
-//! file system).
+//! file system). With the servers: PostgreSQL (store, queue), RabbitMQ or
+//! NATS JetStream (queue), an S3 bucket (blobs), each behind its feature.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +22,15 @@ pub enum Location {
     Sqlite(PathBuf),
     /// A PostgreSQL URL (kept whole; never logged, it may hold a password).
     Postgres(String),
+    /// A RabbitMQ URL, `amqp://` or `amqps://` (queues only).
+    Amqp(String),
+    /// A NATS URL, `nats://` (JetStream queues only).
+    Nats(String),
 }
 
 impl Location {
-    /// Parses `sqlite:PATH`, `sqlite://PATH` or `postgres://...`.
+    /// Parses `sqlite:PATH`, `sqlite://PATH`, `postgres://...`,
+    /// `amqp://...` / `amqps://...` or `nats://...`.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         if let Some(path) = text.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
@@ -36,8 +42,17 @@ impl Location {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(Self::Postgres(text.to_owned()));
         }
+        if text.starts_with("amqp://") || text.starts_with("amqps://") {
+            return Ok(Self::Amqp(text.to_owned()));
+        }
+        if text.starts_with("nats://") {
+            return Ok(Self::Nats(text.to_owned()));
+        }
         let scheme = text.split(':').next().unwrap_or_default();
-        bail!("unsupported location scheme {scheme:?}: use sqlite:PATH or postgres://...")
+        bail!(
+            "unsupported location scheme {scheme:?}: use sqlite:PATH, postgres://..., \
+             amqp://... or nats://..."
+        )
     }
 }
 
@@ -75,6 +90,9 @@ pub async fn open(
             let (store, pool) = postgres::store(url).await?;
             (store, Some((url, pool)))
         }
+        Location::Amqp(_) | Location::Nats(_) => {
+            bail!("--store: RabbitMQ and NATS are queues; use sqlite:PATH or postgres://...")
+        }
     };
     let (transport, queue_pool): (Arc<dyn Transport>, _) = match transport {
         Location::Sqlite(path) => {
@@ -88,15 +106,65 @@ pub async fn open(
             let pool = shared_pg.filter(|(u, _)| *u == url).map(|(_, p)| p);
             (postgres::queue(url, pool, lease).await?, None)
         }
+        Location::Amqp(url) => (brokers::rabbitmq(url, lease).await?, None),
+        Location::Nats(url) => (brokers::nats(url, lease).await?, None),
     };
-    let blobs = ObjectBlobStore::local(blobs)
-        .with_context(|| format!("opening blob directory {}", blobs.display()))?;
+    let blobs = open_blobs(blobs)?;
     Ok(Backend {
         store,
         transport,
         blobs: Arc::new(blobs),
         queue_pool,
     })
+}
+
+/// Blobs in the directory `location`, or in the S3 bucket `s3://BUCKET`
+/// (endpoint from `AWS_ENDPOINT_URL` for S3-compatible servers, credentials
+/// and region from the usual `AWS_*` variables; the bucket must exist).
+fn open_blobs(location: &Path) -> anyhow::Result<ObjectBlobStore> {
+    if let Some(bucket) = location.to_str().and_then(|l| l.strip_prefix("s3://")) {
+        let bucket = bucket.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            bail!("--blobs: s3://BUCKET names a bucket, without a path");
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+        return ObjectBlobStore::s3(bucket, endpoint.as_deref())
+            .with_context(|| format!("opening S3 bucket {bucket}"));
+    }
+    ObjectBlobStore::local(location)
+        .with_context(|| format!("opening blob directory {}", location.display()))
+}
+
+/// RabbitMQ and NATS queues, each behind its feature; without it, a clear
+/// error naming the feature.
+mod brokers {
+    use super::*;
+
+    #[cfg(feature = "rabbitmq")]
+    pub(super) async fn rabbitmq(url: &str, lease: Duration) -> anyhow::Result<Arc<dyn Transport>> {
+        let queue = exactly_transport_rabbitmq::RabbitQueue::connect(url)
+            .await
+            .context("connecting to RabbitMQ")?;
+        Ok(Arc::new(queue.visibility_timeout(lease)))
+    }
+
+    #[cfg(not(feature = "rabbitmq"))]
+    pub(super) async fn rabbitmq(_: &str, _: Duration) -> anyhow::Result<Arc<dyn Transport>> {
+        bail!("RabbitMQ support is not built in: build with `--features rabbitmq`")
+    }
+
+    #[cfg(feature = "nats")]
+    pub(super) async fn nats(url: &str, lease: Duration) -> anyhow::Result<Arc<dyn Transport>> {
+        let queue = exactly_transport_nats::NatsQueue::connect(url)
+            .await
+            .context("connecting to NATS")?;
+        Ok(Arc::new(queue.visibility_timeout(lease)))
+    }
+
+    #[cfg(not(feature = "nats"))]
+    pub(super) async fn nats(_: &str, _: Duration) -> anyhow::Result<Arc<dyn Transport>> {
+        bail!("NATS support is not built in: build with `--features nats`")
+    }
 }
 
 /// One pool per SQLite file, so store and queue on one file share it.
@@ -188,6 +256,14 @@ mod tests {
         assert!(matches!(
             Location::parse("postgres://u:secret@db/app").expect("parses"),
             Location::Postgres(_)
+        ));
+        assert!(matches!(
+            Location::parse("amqp://guest:guest@127.0.0.1:5672/%2f").expect("parses"),
+            Location::Amqp(_)
+        ));
+        assert!(matches!(
+            Location::parse("nats://127.0.0.1:4222").expect("parses"),
+            Location::Nats(_)
         ));
         assert!(Location::parse("sqlite:").is_err());
         let err = Location::parse("mysql://u:secret@db/app")

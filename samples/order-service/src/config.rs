@@ -51,6 +51,20 @@ pub struct Common {
     /// Log format (filter with RUST_LOG, default `info`).
     #[arg(long, env = "ORDER_SERVICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Export spans over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (spans go to .../v1/traces). Needs the `otlp`
+    /// feature; without it, a warning.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+    /// Which spans are exported over OTLP (`RUST_LOG` syntax): by default
+    /// the `exactly.message` span of every delivery and its protocol steps.
+    #[arg(
+        long,
+        env = "ORDER_SERVICE_OTLP_FILTER",
+        default_value = "info,exactly=debug",
+        global = true
+    )]
+    pub otlp_filter: String,
 }
 
 /// How logs are written (to stderr).
@@ -120,11 +134,14 @@ pub struct ServeArgs {
     /// [default: sqlite:DATA_DIR/exactly.sqlite].
     #[arg(long, env = "EXACTLY_STORE")]
     pub store: Option<String>,
-    /// The queue: `sqlite:PATH` or `postgres://...` [default: the store's
-    /// location; the same SQLite file shares one connection pool].
+    /// The queue: `sqlite:PATH`, `postgres://...` (feature `postgres`),
+    /// `amqp://...` (RabbitMQ, feature `rabbitmq`) or `nats://...` (NATS
+    /// JetStream, feature `nats`) [default: the store's location; the same
+    /// SQLite file shares one connection pool].
     #[arg(long, env = "EXACTLY_TRANSPORT")]
     pub transport: Option<String>,
-    /// The blob store directory [default: DATA_DIR/blobs].
+    /// The blob store: a directory, or `s3://BUCKET` (endpoint from
+    /// `AWS_ENDPOINT_URL`, credentials from `AWS_*`) [default: DATA_DIR/blobs].
     #[arg(long, env = "EXACTLY_BLOBS")]
     pub blobs: Option<PathBuf>,
     /// Deliveries each endpoint handles at once, per process.
@@ -172,18 +189,5 @@ impl ServeArgs {
                 .parse()
                 .unwrap_or_else(|_| unreachable!("a valid literal"))
         })
-    }
-}
-
-/// Initializes logging to stderr.
-pub fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

@@ -14,6 +14,7 @@ mod payments;
 mod serve;
 mod shipping;
 mod soak;
+mod telemetry;
 mod wiring;
 
 use std::process::ExitCode;
@@ -21,15 +22,27 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use config::{Cli, Command};
+use telemetry::Telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    config::init_logs(cli.common.log_format);
+    let role = match cli.command {
+        Some(Command::Soak(_)) => "soak",
+        None => cli.serve.role.name(),
+    };
+    let telemetry = match Telemetry::init(&cli.common, role) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("order-service: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Some(Command::Soak(args)) => soak::run(args, cli.common).await,
         None => serve::serve(cli.serve, cli.common).await.map(|()| true),
     };
+    telemetry.shutdown().await;
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -1,12 +1,11 @@
 //! `GET /metrics` in the Prometheus text format: each endpoint's counters
 //! from `Endpoint::stats().snapshot()`, for the endpoints of this process.
 //!
-//! Not here: outbox dispatch lag (commit → send). Computing it would mean
-//! scanning every record for the oldest `OutboxEntry::committed_at`; the
-//! runtime would have to time dispatches itself to make it cheap. Until
-//! then, `exactly_sweeper_recoveries_total` rising is the sign of entries
-//! left behind. The names match the ones the runtime reports through the
-//! `metrics` facade, so a Prometheus recorder could replace this file.
+//! The names match the ones the runtime reports through the `metrics`
+//! facade. Two of those have no in-memory copy and are not here: the
+//! `exactly_outbox_dispatch_lag_seconds` histogram and
+//! `exactly_claim_check_bytes_total`; a `metrics` recorder (see
+//! docs/observability.md) would export them and could replace this file.
 
 use std::fmt::Write as _;
 
@@ -20,7 +19,7 @@ use exactly::{Endpoint, StatsSnapshot};
 type Counter = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
 
 /// The counters exported.
-const COUNTERS: [Counter; 7] = [
+const COUNTERS: [Counter; 9] = [
     ("processed", "Deliveries whose attempt committed.", |s| {
         s.processed
     }),
@@ -34,9 +33,16 @@ const COUNTERS: [Counter; 7] = [
         "Deliveries that found and finished an earlier attempt's outbox entry.",
         |s| s.recovered,
     ),
-    ("conflicts", "Conditional writes that lost a race.", |s| {
-        s.conflicts
-    }),
+    (
+        "conflicts",
+        "Commits that lost a race; the handler reran.",
+        |s| s.conflicts,
+    ),
+    (
+        "bookkeeping_conflicts",
+        "Bookkeeping writes (token, entry, call result) that lost a race and were retried.",
+        |s| s.bookkeeping_conflicts,
+    ),
     ("retries", "Failed attempts that were retried.", |s| {
         s.retries
     }),
@@ -47,6 +53,11 @@ const COUNTERS: [Counter; 7] = [
         "sweeper_recoveries",
         "Outbox entries finished by the sweeper.",
         |s| s.swept,
+    ),
+    (
+        "expired_records",
+        "Finished records the sweeper deleted after their retention.",
+        |s| s.expired,
     ),
 ];
 

@@ -229,6 +229,8 @@ fn banner(role: Role, url: &str, serves_api: bool, store: &Location) {
     let store = match store {
         Location::Sqlite(path) => format!("SQLite file {}", path.display()),
         Location::Postgres(_) => "PostgreSQL".to_owned(),
+        Location::Amqp(_) => "RabbitMQ".to_owned(),
+        Location::Nats(_) => "NATS JetStream".to_owned(),
     };
     println!(
         "order-service ({}) listening on {url}  [{store}]",

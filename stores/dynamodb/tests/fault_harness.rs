@@ -6,38 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use exactly::harness::{Config, Report};
+use exactly_conformance::harness::{run_schedules, store_over_memory_transport};
 
-use exactly::MemoryTransport;
-use exactly::harness::{self, Backend, BackendFactory, Config, ScheduleEnv};
-use exactly_store_dynamodb::DynamoDbStore;
-
-fn backend(store: DynamoDbStore) -> BackendFactory {
-    let run = exactly_conformance::unique_name("r").replace('-', "");
-    Arc::new(move |env: ScheduleEnv| {
-        let (store, run) = (store.clone(), run.clone());
-        Box::pin(async move {
-            let transport = MemoryTransport::with_clock(env.clock.clone())
-                .reordering(env.random.clone())
-                .visibility_timeout(Duration::from_secs(1 << 30));
-            Backend {
-                store: Arc::new(store),
-                transport: Arc::new(transport),
-                namespace: format!("{run}s{}x", env.seed),
-            }
-        })
-    })
-}
-
-async fn run(config: Config) -> harness::Report {
-    let config = config.from_env();
-    let start = Instant::now();
-    let report = harness::run(&config, &backend(common::store().await)).await;
-    println!("{report}\nin {:.1?} on DynamoDB (moto)", start.elapsed());
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicated, 0, "{report}");
-    assert!(report.violations.is_empty(), "{report}");
+async fn run(config: Config) -> Report {
+    let backend = store_over_memory_transport(common::store().await);
+    let report = run_schedules("DynamoDB (moto)", config, &backend).await;
     assert!(report.faults.crashes > 0, "faults were injected: {report}");
     report
 }

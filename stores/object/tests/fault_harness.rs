@@ -6,38 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use exactly::MemoryTransport;
-use exactly::harness::{self, Backend, BackendFactory, Config, ScheduleEnv};
+use exactly::harness::{Config, Report};
+use exactly_conformance::harness::{run_schedules, store_over_memory_transport};
 use exactly_store_object::ObjectStoreStore;
 
-fn backend(store: ObjectStoreStore) -> BackendFactory {
-    let run = exactly_conformance::unique_name("r").replace('-', "");
-    Arc::new(move |env: ScheduleEnv| {
-        let (store, run) = (store.clone(), run.clone());
-        Box::pin(async move {
-            let transport = MemoryTransport::with_clock(env.clock.clone())
-                .reordering(env.random.clone())
-                .visibility_timeout(Duration::from_secs(1 << 30));
-            Backend {
-                store: Arc::new(store),
-                transport: Arc::new(transport),
-                namespace: format!("{run}s{}x", env.seed),
-            }
-        })
-    })
-}
-
-async fn run(store: ObjectStoreStore, name: &str, config: Config) -> harness::Report {
-    let config = config.from_env();
-    let start = Instant::now();
-    let report = harness::run(&config, &backend(store)).await;
-    println!("{report}\nin {:.1?} on {name}", start.elapsed());
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicated, 0, "{report}");
-    assert!(report.violations.is_empty(), "{report}");
+async fn run(store: ObjectStoreStore, name: &str, config: Config) -> Report {
+    let report = run_schedules(name, config, &store_over_memory_transport(store)).await;
     assert!(report.faults.crashes > 0, "faults were injected: {report}");
     report
 }

@@ -6,42 +6,15 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use exactly::MemoryTransport;
-use exactly::harness::{self, Backend, BackendFactory, Config, ScheduleEnv};
+use exactly::harness::{Config, Report};
+use exactly_conformance::harness::{run_schedules, store_over_memory_transport};
 use exactly_store_postgres::PostgresStore;
 
-fn backend(store: PostgresStore) -> BackendFactory {
-    let run = common::run_id();
-    Arc::new(move |env: ScheduleEnv| {
-        let (store, run) = (store.clone(), run.clone());
-        Box::pin(async move {
-            let transport = MemoryTransport::with_clock(env.clock.clone())
-                .reordering(env.random.clone())
-                .visibility_timeout(Duration::from_secs(1 << 30));
-            Backend {
-                store: Arc::new(store),
-                transport: Arc::new(transport),
-                namespace: format!("{run}s{}x", env.seed),
-            }
-        })
-    })
-}
-
-async fn run(config: Config) -> harness::Report {
+async fn run(config: Config) -> Report {
     let store = PostgresStore::connect(&common::url())
         .await
         .expect("connect");
-    let config = config.from_env();
-    let start = Instant::now();
-    let report = harness::run(&config, &backend(store)).await;
-    println!("{report}\nin {:.1?} on PostgreSQL", start.elapsed());
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicated, 0, "{report}");
-    assert!(report.violations.is_empty(), "{report}");
-    report
+    run_schedules("PostgreSQL", config, &store_over_memory_transport(store)).await
 }
 
 #[tokio::test(flavor = "current_thread")]

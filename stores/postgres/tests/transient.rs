@@ -59,7 +59,7 @@ async fn terminated_connection_is_transient_and_retry_succeeds() {
     let store = PostgresStore::connect_with(&common::url(), options)
         .await
         .expect("connect");
-    let key = format!("transient/{}", common::run_id());
+    let key = format!("transient/{}", exactly_conformance::unique_name("r"));
     store
         .put(&key, "v".into(), Precondition::Absent)
         .await

@@ -25,10 +25,15 @@
 //! exactly_conformance::store_conformance!(|_dir| async { exactly::MemoryStore::new() });
 //! # fn main() {}
 //! ```
+//!
+//! With feature `harness`, the module `harness` runs the fault harness of `exactly`
+//! over a backend, as the store crates' `fault_harness` tests do.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "harness")]
+pub mod harness;
 mod run;
 pub mod store;
 pub mod transport;

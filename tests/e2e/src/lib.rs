@@ -18,16 +18,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use exactly::StoreError;
 use exactly::harness::{Backend, BackendFactory, ScheduleEnv};
+use exactly_conformance::harness::NO_EXPIRY;
 use exactly_store_sqlite::SqliteStore;
 use exactly_transport_sql::SqlQueue;
-
-/// Leases that never run out on their own: the harness expires them itself
-/// (its "stale worker" fault), as with the in-memory backend.
-const NO_EXPIRY: Duration = Duration::from_secs(1 << 30);
 
 /// A [`BackendFactory`] over one SQLite file at `path`, holding both the
 /// store and the queue. Every schedule shares the file and pool under its

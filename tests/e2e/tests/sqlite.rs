@@ -3,23 +3,15 @@
 //! `EXACTLY_SCHEDULES` sets the number of schedules, `EXACTLY_SEED` reruns
 //! one failing seed.
 
-use std::time::Instant;
-
-use exactly::harness::{self, Config, Report};
+use exactly::harness::{Config, Report};
+use exactly_conformance::harness::run_schedules;
 
 async fn run(config: Config) -> Report {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = exactly_e2e::sqlite_backend(dir.path().join("e2e.db"))
         .await
         .expect("open the SQLite file");
-    let config = config.from_env();
-    let start = Instant::now();
-    let report = harness::run(&config, &backend).await;
-    println!("{report}\nin {:.1?} on SQLite", start.elapsed());
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicated, 0, "{report}");
-    assert!(report.violations.is_empty(), "{report}");
-    report
+    run_schedules("SQLite", config, &backend).await
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -11,24 +11,21 @@
 //! a note). `EXACTLY_BENCH_MESSAGES` (default 2000) sets the messages per
 //! run, `EXACTLY_BENCH_BYTES` (default 1024) the body size; SQS on moto
 //! gets a tenth of the messages (moto is an emulator, slow by design).
+//! Prints a Markdown table, with the conditions it ran under: cores, load,
+//! and PostgreSQL's `fsync` and `synchronous_commit`. The queues it used
+//! are deleted at the end.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod measure;
+mod subject;
 
-use std::sync::Arc;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use exactly::{MemoryTransport, Transport, TransportError};
-use exactly_transport_nats::NatsQueue;
-use exactly_transport_rabbitmq::RabbitQueue;
-use exactly_transport_sql::SqlQueue;
-use exactly_transport_sqs::SqsQueue;
-use exactly_transport_sqs::aws_sdk_sqs::config::{Credentials, Region};
-use exactly_transport_sqs::aws_sdk_sqs::{Client, Config};
-
 use crate::measure::BATCH;
+use crate::subject::subjects;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,91 +34,67 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn sqs(url: &str) -> SqsQueue {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    let credentials = Credentials::new(
-        var("AWS_ACCESS_KEY_ID", "testing"),
-        var("AWS_SECRET_ACCESS_KEY", "testing"),
-        None,
-        None,
-        "bench",
-    );
-    let config = Config::builder()
-        .behavior_version_latest()
-        .region(Region::new(var("AWS_REGION", "us-east-1")))
-        .credentials_provider(credentials)
-        .endpoint_url(url)
-        .build();
-    SqsQueue::new(Client::from_conf(config))
-}
-
-/// The transports to measure: name, transport, share of the messages.
-async fn transports(
-    dir: &std::path::Path,
-) -> Result<Vec<(&'static str, Arc<dyn Transport>, usize)>, TransportError> {
-    let url = |var: &str| {
-        let url = std::env::var(var).ok();
-        if url.is_none() {
-            println!("(left out: {var} is not set)");
-        }
-        url
-    };
-    let mut all: Vec<(&'static str, Arc<dyn Transport>, usize)> = vec![
-        ("memory", Arc::new(MemoryTransport::new()), 1),
-        (
-            "sqlite",
-            Arc::new(SqlQueue::open(dir.join("bench.db")).await?),
-            1,
-        ),
-    ];
-    if let Some(url) = url("EXACTLY_TEST_POSTGRES_URL") {
-        all.push((
-            "postgres",
-            Arc::new(SqlQueue::connect_postgres(&url).await?),
-            1,
-        ));
-    }
-    if let Some(url) = url("EXACTLY_TEST_RABBITMQ_URL") {
-        all.push(("rabbitmq", Arc::new(RabbitQueue::connect(&url).await?), 1));
-    }
-    if let Some(url) = url("EXACTLY_TEST_NATS_URL") {
-        all.push(("nats", Arc::new(NatsQueue::connect(&url).await?), 1));
-    }
-    if let Some(url) = url("EXACTLY_TEST_SQS_URL") {
-        all.push(("sqs (moto)", Arc::new(sqs(&url)), 10));
-    }
-    Ok(all)
+/// The 1-minute load average, for the record of the conditions.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), TransportError> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
     let messages = env_number("EXACTLY_BENCH_MESSAGES", 2000);
     let bytes = env_number("EXACTLY_BENCH_BYTES", 1024);
-    let dir = tempfile::tempdir().map_err(TransportError::generic)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let run = format!(
         "bench{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     );
-    println!("{messages} messages of {bytes} B per run (msg/s; receive + ack acks one by one)");
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "{:<12} {:>12} {:>14} {:>12} {:>14}",
-        "transport", "send 1", "recv+ack 1", "send 10", "recv+ack 10"
+        "{messages} messages of {bytes} B per run; {cores} cores, load {} at start",
+        load()
     );
-    for (name, transport, share) in transports(dir.path()).await? {
-        let n = (messages / share).max(BATCH);
+    let subjects = subjects(dir.path()).await?;
+    println!();
+    println!("| transport | send 1 | recv+ack 1 | send 10 | recv+ack 10 |");
+    println!("|---|---:|---:|---:|---:|");
+    for subject in &subjects {
+        let n = (messages / subject.share).max(BATCH);
         let mut cells = Vec::new();
         for (mode, batch) in [("single", 1), ("batch", BATCH)] {
-            let queue = format!("{run}_{}_{mode}", name.split(' ').next().unwrap_or(name));
-            let rates = measure::run(&*transport, &queue, n, batch, bytes).await?;
+            let queue = format!("{run}_{}_{mode}", subject.name);
+            let measured = measure::run(&*subject.transport, &queue, n, batch, bytes).await;
+            let cleaned = subject.transport.clean_up(&queue).await;
+            let rates = measured.map_err(|e| format!("{}: {e}", subject.label))?;
+            if let Err(e) = cleaned {
+                eprintln!("({}: queue {queue} left behind: {e})", subject.label);
+            }
             cells.push(rates);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!(
-            "{:<12} {:>12.0} {:>14.0} {:>12.0} {:>14.0}",
-            name, cells[0].send, cells[0].receive_ack, cells[1].send, cells[1].receive_ack
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            subject.label, cells[0].send, cells[0].receive_ack, cells[1].send, cells[1].receive_ack
         );
     }
+    println!();
+    println!(
+        "msg/s; receive + ack acks one by one. Load {} at end.",
+        load()
+    );
     Ok(())
 }

@@ -42,7 +42,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod leases;
 mod queue;
 mod receipt;
 mod topology;

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context};
 use async_trait::async_trait;
+use exactly::lease_book::LeaseBook;
 use exactly::transport::Capabilities;
 use exactly::{Delivery, Outgoing, Receipt, Transport, TransportError};
 
 use crate::error::map_err;
-use crate::leases::Leases;
 use crate::receipt::Acks;
 use crate::topology::{Settings, Topology, names};
 
@@ -34,7 +34,9 @@ pub struct NatsQueue {
     js: Context,
     topology: Arc<Topology>,
     acks: Acks,
-    leases: Arc<Leases>,
+    /// JetStream applies a NAK on an old ack subject to the current
+    /// delivery: a stale nack must not reach it.
+    leases: Arc<LeaseBook>,
     settings: Settings,
     max_message_bytes: usize,
 }

@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exactly::Transport;
 use exactly_transport_nats::NatsQueue;
 use exactly_transport_testkit::{
-    Proxy, fault_harness, memory_store_over, reconnect_mid_stream, run_prefix, server_url,
+    Proxy, fault_harness, memory_store_over_shared, reconnect_mid_stream, run_prefix, server_url,
 };
 
 #[tokio::test(flavor = "current_thread")]
@@ -20,20 +19,10 @@ async fn nats_schedules_lose_and_duplicate_nothing() {
         // Leases that do not run out during a schedule: the harness
         // expires them itself.
         .visibility_timeout(Duration::from_secs(24 * 3600));
-    let factory = memory_store_over(move |env, namespace| {
-        let queue = queue.clone();
-        async move {
-            // Drop the previous schedule's streams (the harness uses `{ns}a`,
-            // `{ns}b` and `{ns}error`), so the server does not pile them up.
-            let previous = namespace.replace(
-                &format!("s{}x", env.seed),
-                &format!("s{}x", env.seed.wrapping_sub(1)),
-            );
-            for q in ["a", "b", "error"] {
-                let _ = queue.delete_queue(&format!("{previous}{q}")).await;
-            }
-            Arc::new(queue) as Arc<dyn Transport>
-        }
+    // One connection for the run; each schedule drops the previous one's
+    // streams, so the server does not pile them up.
+    let factory = memory_store_over_shared(queue, |queue, name| async move {
+        queue.delete_queue(&name).await
     });
     fault_harness("NATS JetStream", 300, &factory).await;
 }

@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exactly::Transport;
 use exactly_transport_rabbitmq::RabbitQueue;
 use exactly_transport_testkit::{
-    Proxy, fault_harness, memory_store_over, reconnect_mid_stream, run_prefix, server_url,
+    Proxy, fault_harness, memory_store_over_shared, reconnect_mid_stream, run_prefix, server_url,
 };
 
 #[tokio::test(flavor = "current_thread")]
@@ -20,20 +19,10 @@ async fn rabbitmq_schedules_lose_and_duplicate_nothing() {
         .expect("connect")
         // Leases that never run out: the harness expires them itself.
         .visibility_timeout(Duration::MAX);
-    let factory = memory_store_over(move |env, namespace| {
-        let queue = queue.clone();
-        async move {
-            // Drop the previous schedule's queues (the harness uses `{ns}a`,
-            // `{ns}b` and `{ns}error`), so the broker does not pile them up.
-            let previous = namespace.replace(
-                &format!("s{}x", env.seed),
-                &format!("s{}x", env.seed.wrapping_sub(1)),
-            );
-            for q in ["a", "b", "error"] {
-                let _ = queue.delete_queue(&format!("{previous}{q}")).await;
-            }
-            Arc::new(queue) as Arc<dyn Transport>
-        }
+    // One connection for the run; each schedule drops the previous one's
+    // queues, so the server does not pile them up.
+    let factory = memory_store_over_shared(queue, |queue, name| async move {
+        queue.delete_queue(&name).await
     });
     fault_harness("RabbitMQ", 300, &factory).await;
 }

@@ -10,7 +10,7 @@ use exactly_store_postgres::is_transient;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, oneshot};
 
-use crate::table::{Leased, NewRow, Table};
+use crate::table::{Leased, LeasedRow, NewRow, Table, driver_error};
 
 /// The channel `send` and `nack` notify (payload: the queue name) and every
 /// [`SqlQueue`](crate::SqlQueue) on PostgreSQL listens to.
@@ -44,11 +44,7 @@ pub(crate) struct PgTable {
 
 /// Maps every PostgreSQL driver error of the queue.
 fn map_err(error: sqlx::Error) -> TransportError {
-    if is_transient(&error) {
-        TransportError::unavailable(error)
-    } else {
-        TransportError::generic(error)
-    }
+    driver_error(error, is_transient)
 }
 
 async fn create_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -125,7 +121,7 @@ impl Table for PgTable {
     ) -> Result<Vec<Leased>, TransportError> {
         // The locking CTE runs once; SKIP LOCKED lets concurrent receivers
         // claim disjoint rows instead of queueing behind each other's locks.
-        let mut rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        let rows: Vec<LeasedRow> = sqlx::query_as(
             "WITH picked AS (
                  SELECT seq FROM exactly_queue
                  WHERE queue = $3 AND visible_at <= $4
@@ -144,15 +140,7 @@ impl Table for PgTable {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
-        Ok(rows
-            .into_iter()
-            .map(|(seq, envelope, deliveries)| Leased {
-                seq,
-                envelope,
-                deliveries,
-            })
-            .collect())
+        Ok(Leased::in_seq_order(rows))
     }
 
     async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {

@@ -5,7 +5,7 @@ use exactly::TransportError;
 use exactly_store_sqlite::is_transient;
 use sqlx::sqlite::SqlitePool;
 
-use crate::table::{Leased, NewRow, Table};
+use crate::table::{Leased, LeasedRow, NewRow, Table, driver_error};
 
 /// Created on every open; a no-op when it exists. `AUTOINCREMENT` keeps
 /// `seq` from ever being reused after a delete, so a stale receipt cannot
@@ -41,11 +41,7 @@ impl SqliteTable {
 
 /// Maps every SQLite driver error of the queue.
 fn map_err(error: sqlx::Error) -> TransportError {
-    if is_transient(&error) {
-        TransportError::unavailable(error)
-    } else {
-        TransportError::generic(error)
-    }
+    driver_error(error, is_transient)
 }
 
 #[async_trait]
@@ -82,7 +78,7 @@ impl Table for SqliteTable {
     ) -> Result<Vec<Leased>, TransportError> {
         // One statement, so choosing and claiming the rows is atomic: two
         // receivers never lease the same row at once.
-        let mut rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        let rows: Vec<LeasedRow> = sqlx::query_as(
             "UPDATE exactly_queue SET lease = ?1, visible_at = ?2, deliveries = deliveries + 1 \
              WHERE seq IN (SELECT seq FROM exactly_queue \
                            WHERE queue = ?3 AND visible_at <= ?4 ORDER BY seq LIMIT ?5) \
@@ -96,16 +92,7 @@ impl Table for SqliteTable {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        // RETURNING has no defined order.
-        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
-        Ok(rows
-            .into_iter()
-            .map(|(seq, envelope, deliveries)| Leased {
-                seq,
-                envelope,
-                deliveries,
-            })
-            .collect())
+        Ok(Leased::in_seq_order(rows))
     }
 
     async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {

@@ -27,6 +27,38 @@ pub(crate) struct Leased {
     pub deliveries: i64,
 }
 
+/// What the claiming statement returns: `seq`, `envelope`, `deliveries`.
+pub(crate) type LeasedRow = (i64, Vec<u8>, i64);
+
+impl Leased {
+    /// The claimed rows in `seq` order (`RETURNING` has no defined order).
+    pub(crate) fn in_seq_order(mut rows: Vec<LeasedRow>) -> Vec<Self> {
+        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
+        rows.into_iter()
+            .map(|(seq, envelope, deliveries)| Self {
+                seq,
+                envelope,
+                deliveries,
+            })
+            .collect()
+    }
+}
+
+/// Maps a driver error of the queue: `Unavailable` when the database's
+/// `is_transient` (the store crate's, so store and queue agree) says a
+/// retry may work, else `Generic`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn driver_error(
+    error: sqlx::Error,
+    is_transient: fn(&sqlx::Error) -> bool,
+) -> TransportError {
+    if is_transient(&error) {
+        TransportError::unavailable(error)
+    } else {
+        TransportError::generic(error)
+    }
+}
+
 /// The queue table: one row per message, `seq` never reused, so a receipt
 /// can only ever name the message it was issued for.
 #[async_trait]
@@ -36,7 +68,7 @@ pub(crate) trait Table: Send + Sync + fmt::Debug + 'static {
 
     /// Atomically claims up to `max` rows of `queue` visible at `now`, in
     /// `seq` order: sets `lease`, hides them until `until`, counts the
-    /// delivery.
+    /// delivery. Returns them in `seq` order.
     async fn lease(
         &self,
         queue: &str,

@@ -48,7 +48,6 @@
 
 mod codec;
 mod error;
-mod leases;
 mod names;
 mod queue;
 

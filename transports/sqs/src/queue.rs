@@ -6,12 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use exactly::lease_book::LeaseBook;
 use exactly::transport::Capabilities;
 use exactly::{Delivery, Outgoing, Receipt, Transport, TransportError};
 
 use crate::codec::{SQS_MAX_MESSAGE_BYTES, body_limit, decode, encode};
 use crate::error::is_stale_receipt;
-use crate::leases::Leases;
 use crate::names::QueueUrls;
 
 /// Default lease: how long a received message stays invisible before SQS
@@ -40,7 +40,9 @@ const SHORT_POLL: Duration = Duration::from_millis(100);
 pub struct SqsQueue {
     client: Client,
     urls: Arc<QueueUrls>,
-    leases: Arc<Leases>,
+    /// SQS accepts any receipt handle a message ever had: a stale nack
+    /// must not release a newer lease.
+    leases: Arc<LeaseBook>,
     visibility_timeout: Duration,
     message_limit: usize,
 }

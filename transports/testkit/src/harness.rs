@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use exactly::harness::{self, Backend, BackendFactory, Config, Report, ScheduleEnv};
-use exactly::{MemoryStore, Transport};
+use exactly::{MemoryStore, Transport, TransportError};
 
 /// A prefix no earlier run against the same server used (`r` + seconds
 /// since the epoch in base 36), so queues left by an aborted run never
@@ -49,6 +49,31 @@ where
                 namespace,
             }
         })
+    })
+}
+
+/// A [`BackendFactory`] like [`memory_store_over`] for a transport shared by
+/// every schedule (one connection for the whole run): before each
+/// schedule, `delete_queue` removes the queues of the schedule before it
+/// (`{ns}a`, `{ns}b`, `{ns}error` of the previous seed), so the server
+/// does not pile them up. A queue that cannot be deleted is left behind.
+pub fn memory_store_over_shared<T, D, Fut>(transport: T, delete_queue: D) -> BackendFactory
+where
+    T: Transport + Clone,
+    D: Fn(T, String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
+{
+    memory_store_over(move |env, namespace| {
+        let transport = transport.clone();
+        let delete_queue = delete_queue.clone();
+        async move {
+            let run = namespace.strip_suffix(&format!("s{}x", env.seed));
+            let previous = format!("{}s{}x", run.unwrap_or_default(), env.seed.wrapping_sub(1));
+            for queue in ["a", "b", "error"] {
+                let _ = delete_queue(transport.clone(), format!("{previous}{queue}")).await;
+            }
+            Arc::new(transport) as Arc<dyn Transport>
+        }
     })
 }
 

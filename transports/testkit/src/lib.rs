@@ -22,7 +22,7 @@ mod harness;
 mod proxy;
 mod reconnect;
 
-pub use harness::{fault_harness, memory_store_over, run_prefix};
+pub use harness::{fault_harness, memory_store_over, memory_store_over_shared, run_prefix};
 pub use proxy::Proxy;
 pub use reconnect::{reconnect_mid_stream, retry};
 

@@ -38,6 +38,8 @@ pub struct WorkerSpec {
     pub store: Option<String>,
     /// `--transport`, if not the default.
     pub transport: Option<String>,
+    /// `--blobs`, if not the default.
+    pub blobs: Option<PathBuf>,
 }
 
 /// The running workers.
@@ -100,6 +102,9 @@ impl Fleet {
         }
         if let Some(transport) = &spec.transport {
             command.env("EXACTLY_TRANSPORT", transport);
+        }
+        if let Some(blobs) = &spec.blobs {
+            command.env("EXACTLY_BLOBS", blobs);
         }
         command
             .args(["--role", role, "--log-format", "json", "--gc-secs", "0"])

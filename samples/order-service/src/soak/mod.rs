@@ -87,6 +87,10 @@ pub struct SoakArgs {
     /// The queue, as for serving (default: the store's location).
     #[arg(long)]
     pub transport: Option<String>,
+    /// The blob store, as for serving: a directory or `s3://BUCKET`
+    /// (default: DATA_DIR/blobs).
+    #[arg(long)]
+    pub blobs: Option<PathBuf>,
     /// Seed of the order plans (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -130,7 +134,8 @@ pub async fn run(args: SoakArgs, common: Common) -> anyhow::Result<bool> {
         None => Location::Sqlite(data_dir.join("exactly.sqlite")),
     };
     let transport = args.transport.as_deref().map(Location::parse).transpose()?;
-    let backend = backend::open(&store, transport.as_ref(), &data_dir.join("blobs"), lease).await?;
+    let blobs = args.blobs.clone().unwrap_or_else(|| data_dir.join("blobs"));
+    let backend = backend::open(&store, transport.as_ref(), &blobs, lease).await?;
     let front = IntentFront::new(backend.store.clone(), backend.transport.clone());
     let router = api::routes(front.clone(), backend.store.clone(), backend.blobs.clone())
         .merge(metrics::routes("soak", Vec::new()));
@@ -156,6 +161,7 @@ pub async fn run(args: SoakArgs, common: Common) -> anyhow::Result<bool> {
         lease_secs: args.lease_secs.max(1),
         store: args.store.clone(),
         transport: args.transport.clone(),
+        blobs: args.blobs.clone(),
     };
     let fleet = Arc::new(AsyncMutex::new(Fleet::start(spec, args.replicas)?));
     let workers = fleet.lock().await.size();

@@ -9,8 +9,3 @@ pub fn url() -> String {
         "EXACTLY_TEST_POSTGRES_URL is unset: run `scripts/services.sh up postgres && source .services/env`",
     )
 }
-
-/// A name unique to this run, for namespacing schedules in a shared database.
-pub fn run_id() -> String {
-    exactly_conformance::unique_name("r").replace('-', "")
-}
