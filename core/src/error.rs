@@ -74,6 +74,33 @@ impl StoreError {
         matches!(self, Self::Conflict { .. })
     }
 
+    /// [`StoreError::Conflict`] for `key`: a precondition did not hold.
+    pub fn conflict(key: &str) -> Self {
+        Self::Conflict {
+            key: key.to_owned(),
+        }
+    }
+
+    /// [`StoreError::NotFound`] for `key`.
+    pub fn not_found(key: &str) -> Self {
+        Self::NotFound {
+            key: key.to_owned(),
+        }
+    }
+
+    /// [`StoreError::TooLarge`] if a value of `size` bytes for `key` is over
+    /// the backend's `limit`.
+    pub fn check_size(key: &str, size: usize, limit: usize) -> Result<(), Self> {
+        if size > limit {
+            return Err(Self::TooLarge {
+                key: key.to_owned(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// A transient error from any error value.
     pub fn unavailable(source: impl Into<BoxError>) -> Self {
         Self::Unavailable {

@@ -90,6 +90,17 @@ impl Capabilities {
     }
 }
 
+/// The smallest byte string above every key that starts with `prefix`
+/// (UTF-8 never contains the byte 0xFF): `prefix <= key < prefix_end(prefix)`
+/// selects a prefix as a range of an ordered byte key, for SQL backends
+/// whose `LIKE` would treat `%` and `_` in keys as wildcards.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = Vec::with_capacity(prefix.len() + 1);
+    end.extend_from_slice(prefix.as_bytes());
+    end.push(0xff);
+    end
+}
+
 /// A key-value store with single-key conditional writes.
 ///
 /// # Contract

@@ -10,8 +10,8 @@ use exactly::env::{ManualClock, ThreadRandom};
 use exactly::fault::{FaultyTransport, TransportFaults};
 use exactly::record::EntityRecord;
 use exactly::{
-    CodecExt, Endpoint, Env, Json, MemoryStore, MemoryTransport, Message, Outcome, Outgoing,
-    Sender, Store, Transport, handler_fn,
+    CodecExt, Endpoint, EndpointBuilder, Env, Json, MemoryStore, MemoryTransport, Message, Outcome,
+    Outgoing, Sender, Store, Transport, handler_fn,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -33,21 +33,26 @@ impl Message for Audit {
     const TYPE: &'static str = "Audit";
 }
 
+/// The ledger endpoint with default settings: adds `n` to the account's
+/// total and sends an `Audit`.
+fn ledger_builder(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> EndpointBuilder {
+    Endpoint::builder("ledger", store, transport).handler(handler_fn(
+        |m: &Add| m.account.clone(),
+        |total: &mut u64, m: Add, ctx| {
+            *total += m.n;
+            ctx.send(
+                "audit",
+                &Audit {
+                    account: m.account.clone(),
+                },
+            )?;
+            Ok(())
+        },
+    ))
+}
+
 fn ledger(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
-    Endpoint::builder("ledger", store, transport)
-        .handler(handler_fn(
-            |m: &Add| m.account.clone(),
-            |total: &mut u64, m: Add, ctx| {
-                *total += m.n;
-                ctx.send(
-                    "audit",
-                    &Audit {
-                        account: m.account.clone(),
-                    },
-                )?;
-                Ok(())
-            },
-        ))
+    ledger_builder(store, transport)
         .concurrency(8)
         .receive_wait(Duration::from_millis(20))
         .sweep(Duration::from_millis(100), Duration::from_millis(200))
@@ -351,20 +356,7 @@ async fn identity_inbox_dedups_within_its_window_and_not_after() {
 async fn the_at_least_once_baseline_processes_a_duplicate_twice() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let transport = Arc::new(MemoryTransport::new());
-    let endpoint = Endpoint::builder("ledger", store.clone(), transport.clone())
-        .handler(handler_fn(
-            |m: &Add| m.account.clone(),
-            |total: &mut u64, m: Add, ctx| {
-                *total += m.n;
-                ctx.send(
-                    "audit",
-                    &Audit {
-                        account: m.account.clone(),
-                    },
-                )?;
-                Ok(())
-            },
-        ))
+    let endpoint = ledger_builder(store.clone(), transport.clone())
         .guarantee(exactly::Guarantee::AtLeastOnce)
         .build()
         .expect("endpoint");

@@ -43,12 +43,6 @@ impl MemoryStore {
     }
 }
 
-fn conflict(key: &str) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_owned(),
-    }
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -64,14 +58,8 @@ impl Store for MemoryStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        if let Some(limit) = self.max_value_bytes
-            && value.len() > limit
-        {
-            return Err(StoreError::TooLarge {
-                key: key.to_owned(),
-                size: value.len(),
-                limit,
-            });
+        if let Some(limit) = self.max_value_bytes {
+            StoreError::check_size(key, value.len(), limit)?;
         }
         let mut inner = self.lock();
         let current = inner.entries.get(key).map(|(_, v)| Version::from(*v));
@@ -81,7 +69,7 @@ impl Store for MemoryStore {
             _ => false,
         };
         if !holds {
-            return Err(conflict(key));
+            return Err(StoreError::conflict(key));
         }
         inner.next_version += 1;
         let version = inner.next_version;
@@ -92,10 +80,8 @@ impl Store for MemoryStore {
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
         let mut inner = self.lock();
         match inner.entries.get(key) {
-            None => Err(StoreError::NotFound {
-                key: key.to_owned(),
-            }),
-            Some((_, v)) if Version::from(*v) != *version => Err(conflict(key)),
+            None => Err(StoreError::not_found(key)),
+            Some((_, v)) if Version::from(*v) != *version => Err(StoreError::conflict(key)),
             Some(_) => {
                 inner.entries.remove(key);
                 Ok(())

@@ -40,12 +40,6 @@ pub struct DynamoDbStore {
     max_value_bytes: usize,
 }
 
-fn conflict(key: &str) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_owned(),
-    }
-}
-
 fn new_version() -> String {
     (uuid::Uuid::now_v7().as_u128() >> 8).to_string()
 }
@@ -132,17 +126,11 @@ impl Store for DynamoDbStore {
     ) -> Result<Version, StoreError> {
         Self::check_key(key)?;
         let size = value.len();
-        if size > self.max_value_bytes {
-            return Err(StoreError::TooLarge {
-                key: key.to_owned(),
-                size,
-                limit: self.max_value_bytes,
-            });
-        }
+        StoreError::check_size(key, size, self.max_value_bytes)?;
         if let Precondition::Matches(expected) = &precondition
             && !is_ours(expected)
         {
-            return Err(conflict(key)); // no version of ours: matches nothing
+            return Err(StoreError::conflict(key)); // no version of ours: matches nothing
         }
         let version = new_version();
         let request = self
@@ -166,10 +154,8 @@ impl Store for DynamoDbStore {
         Self::check_key(key)?;
         if !is_ours(version) {
             return match self.get(key).await? {
-                Some(_) => Err(conflict(key)),
-                None => Err(StoreError::NotFound {
-                    key: key.to_owned(),
-                }),
+                Some(_) => Err(StoreError::conflict(key)),
+                None => Err(StoreError::not_found(key)),
             };
         }
         let result = self
@@ -197,11 +183,9 @@ impl Store for DynamoDbStore {
             None => self.get(key).await?.is_some(),
         };
         if present {
-            Err(conflict(key))
+            Err(StoreError::conflict(key))
         } else {
-            Err(StoreError::NotFound {
-                key: key.to_owned(),
-            })
+            Err(StoreError::not_found(key))
         }
     }
 

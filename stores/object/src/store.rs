@@ -58,18 +58,14 @@ impl fmt::Debug for ObjectStoreStore {
     }
 }
 
-fn conflict(key: &str) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_owned(),
-    }
-}
-
 /// A failed conditional put is a conflict, whatever the backend calls it
 /// (S3 answers a missing object's `If-Match` with 404, Azure with 412).
 fn put_err(error: object_store::Error, key: &str) -> StoreError {
     use object_store::Error as E;
     match error {
-        E::NotFound { .. } | E::AlreadyExists { .. } | E::Precondition { .. } => conflict(key),
+        E::NotFound { .. } | E::AlreadyExists { .. } | E::Precondition { .. } => {
+            StoreError::conflict(key)
+        }
         e => map_err(e, key),
     }
 }
@@ -118,11 +114,11 @@ impl ObjectStoreStore {
         }
         let meta = match self.store.head(path).await {
             Ok(meta) => meta,
-            Err(object_store::Error::NotFound { .. }) => return Err(conflict(key)),
+            Err(object_store::Error::NotFound { .. }) => return Err(StoreError::conflict(key)),
             Err(e) => return Err(map_err(e, key)),
         };
         if !body::is_tombstone(&meta) {
-            return Err(conflict(key));
+            return Err(StoreError::conflict(key));
         }
         let at = UpdateVersion {
             e_tag: meta.e_tag,
@@ -141,7 +137,7 @@ impl ObjectStoreStore {
     ) -> Result<Version, StoreError> {
         let at = body::update_version(version);
         if at.e_tag.is_none() && at.version.is_none() {
-            return Err(conflict(key));
+            return Err(StoreError::conflict(key));
         }
         self.put_mode(key, path, payload, PutMode::Update(at)).await
     }
@@ -176,13 +172,7 @@ impl Store for ObjectStoreStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        if value.len() > self.max_value_bytes {
-            return Err(StoreError::TooLarge {
-                key: key.to_owned(),
-                size: value.len(),
-                limit: self.max_value_bytes,
-            });
-        }
+        StoreError::check_size(key, value.len(), self.max_value_bytes)?;
         let path = self.path(key)?;
         let payload = body::live(&value);
         match precondition {
@@ -197,10 +187,8 @@ impl Store for ObjectStoreStore {
             Ok(_) => Ok(()),
             // Say why: missing (or already a tombstone), or another version.
             Err(StoreError::Conflict { .. }) => match self.get(key).await? {
-                Some(_) => Err(conflict(key)),
-                None => Err(StoreError::NotFound {
-                    key: key.to_owned(),
-                }),
+                Some(_) => Err(StoreError::conflict(key)),
+                None => Err(StoreError::not_found(key)),
             },
             Err(e) => Err(e),
         }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use exactly::store::Capabilities;
+use exactly::store::{Capabilities, prefix_end};
 use exactly::{Precondition, Store, StoreError, Version, Versioned};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -81,26 +81,11 @@ impl PostgresStore {
     }
 }
 
-fn conflict(key: &str) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_owned(),
-    }
-}
-
 /// Our versions are decimal sequence values in canonical form; any other
 /// string (`007` included) matches no row.
 fn parse_version(version: &Version) -> Option<i64> {
     let v = version.as_str();
     v.parse().ok().filter(|n: &i64| n.to_string() == v)
-}
-
-/// The smallest byte string above every key that starts with `prefix`:
-/// UTF-8 never contains the byte 0xFF.
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = Vec::with_capacity(prefix.len() + 1);
-    end.extend_from_slice(prefix.as_bytes());
-    end.push(0xff);
-    end
 }
 
 #[async_trait]
@@ -124,13 +109,7 @@ impl Store for PostgresStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        if value.len() > self.max_value_bytes {
-            return Err(StoreError::TooLarge {
-                key: key.to_owned(),
-                size: value.len(),
-                limit: self.max_value_bytes,
-            });
-        }
+        StoreError::check_size(key, value.len(), self.max_value_bytes)?;
         let query = match &precondition {
             Precondition::Absent => sqlx::query_scalar(
                 "INSERT INTO exactly_kv (key, value, version) \
@@ -145,12 +124,12 @@ impl Store for PostgresStore {
             )
             .bind(key.as_bytes())
             .bind(&value[..])
-            .bind(parse_version(v).ok_or_else(|| conflict(key))?),
+            .bind(parse_version(v).ok_or_else(|| StoreError::conflict(key))?),
         };
         let version: Option<i64> = query.fetch_optional(&self.pool).await.map_err(map_err)?;
         version
             .map(|v| Version::new(v.to_string()))
-            .ok_or_else(|| conflict(key))
+            .ok_or_else(|| StoreError::conflict(key))
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -169,10 +148,8 @@ impl Store for PostgresStore {
         .map_err(map_err)?;
         match (deleted, present) {
             (true, _) => Ok(()),
-            (false, true) => Err(conflict(key)),
-            (false, false) => Err(StoreError::NotFound {
-                key: key.to_owned(),
-            }),
+            (false, true) => Err(StoreError::conflict(key)),
+            (false, false) => Err(StoreError::not_found(key)),
         }
     }
 

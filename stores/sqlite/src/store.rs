@@ -4,7 +4,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use exactly::store::Capabilities;
+use exactly::store::{Capabilities, prefix_end};
 use exactly::{Precondition, Store, StoreError, Version, Versioned};
 use sqlx::sqlite::SqlitePool;
 
@@ -94,12 +94,6 @@ fn map_err(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn conflict(key: &str) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_owned(),
-    }
-}
-
 /// Our versions are decimal counters; any other string matches no row.
 fn parse_version(version: &Version) -> Option<i64> {
     version.as_str().parse().ok()
@@ -107,15 +101,6 @@ fn parse_version(version: &Version) -> Option<i64> {
 
 fn to_version(counter: i64) -> Version {
     Version::new(counter.to_string())
-}
-
-/// The smallest byte string above every key that starts with `prefix`:
-/// UTF-8 never contains the byte 0xFF.
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = Vec::with_capacity(prefix.len() + 1);
-    end.extend_from_slice(prefix.as_bytes());
-    end.push(0xff);
-    end
 }
 
 #[async_trait]
@@ -139,16 +124,12 @@ impl Store for SqliteStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        if value.len() > self.max_value_bytes {
-            return Err(StoreError::TooLarge {
-                key: key.to_owned(),
-                size: value.len(),
-                limit: self.max_value_bytes,
-            });
-        }
+        StoreError::check_size(key, value.len(), self.max_value_bytes)?;
         let expected = match &precondition {
             Precondition::Absent => None,
-            Precondition::Matches(v) => Some(parse_version(v).ok_or_else(|| conflict(key))?),
+            Precondition::Matches(v) => {
+                Some(parse_version(v).ok_or_else(|| StoreError::conflict(key))?)
+            }
         };
         // IMMEDIATE takes the write lock up front (waiting up to the busy
         // timeout), so the counter bump and the write commit together.
@@ -184,7 +165,7 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         if written.rows_affected() == 0 {
             // Dropping the transaction rolls the counter back too.
-            return Err(conflict(key));
+            return Err(StoreError::conflict(key));
         }
         tx.commit().await.map_err(map_err)?;
         Ok(to_version(version))
@@ -210,10 +191,8 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         match exists {
-            Some(_) => Err(conflict(key)),
-            None => Err(StoreError::NotFound {
-                key: key.to_owned(),
-            }),
+            Some(_) => Err(StoreError::conflict(key)),
+            None => Err(StoreError::not_found(key)),
         }
     }
 

@@ -10,8 +10,6 @@ use exactly_transport_nats::NatsQueue;
 use exactly_transport_rabbitmq::RabbitQueue;
 use exactly_transport_sql::SqlQueue;
 use exactly_transport_sqs::SqsQueue;
-use exactly_transport_sqs::aws_sdk_sqs::config::{Credentials, Region};
-use exactly_transport_sqs::aws_sdk_sqs::{Client, Config};
 
 /// A transport the bench cleans up after.
 #[async_trait]
@@ -79,24 +77,6 @@ impl Subject {
     }
 }
 
-fn sqs(url: &str) -> SqsQueue {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    let credentials = Credentials::new(
-        var("AWS_ACCESS_KEY_ID", "testing"),
-        var("AWS_SECRET_ACCESS_KEY", "testing"),
-        None,
-        None,
-        "bench",
-    );
-    let config = Config::builder()
-        .behavior_version_latest()
-        .region(Region::new(var("AWS_REGION", "us-east-1")))
-        .credentials_provider(credentials)
-        .endpoint_url(url)
-        .build();
-    SqsQueue::new(Client::from_conf(config))
-}
-
 /// PostgreSQL's durability settings, which the numbers depend on.
 async fn durability(url: &str) -> String {
     let read = async {
@@ -153,7 +133,7 @@ pub async fn subjects(dir: &Path) -> Result<Vec<Subject>, String> {
         all.push(Subject::new("nats", Arc::new(queue)));
     }
     if let Some(url) = url("EXACTLY_TEST_SQS_URL") {
-        let mut subject = Subject::new("sqs", Arc::new(sqs(&url)));
+        let mut subject = Subject::new("sqs", Arc::new(SqsQueue::emulator(&url)));
         subject.label = "sqs (moto, an emulator)".into();
         subject.share = 10;
         all.push(subject);

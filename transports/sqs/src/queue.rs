@@ -60,6 +60,31 @@ impl SqsQueue {
         }
     }
 
+    /// A queue on the SQS-compatible server at `endpoint` (moto, LocalStack,
+    /// ElasticMQ): credentials and region from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`, or `testing` / `us-east-1`
+    /// when unset, as emulators accept. For AWS itself, build a `Client`
+    /// from `aws-config` and use [`SqsQueue::new`].
+    pub fn emulator(endpoint: &str) -> Self {
+        use aws_sdk_sqs::config::{Config, Credentials, Region};
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let credentials = Credentials::new(
+            var("AWS_ACCESS_KEY_ID", "testing"),
+            var("AWS_SECRET_ACCESS_KEY", "testing"),
+            None,
+            None,
+            "exactly-emulator",
+        );
+        let config = Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(var("AWS_REGION", "us-east-1")))
+            .credentials_provider(credentials)
+            .endpoint_url(endpoint)
+            .build();
+        Self::new(Client::from_conf(config))
+    }
+
     /// Sets the lease of a received message (default
     /// [`DEFAULT_VISIBILITY_TIMEOUT`], whole seconds, at most 12 hours),
     /// sent with every `ReceiveMessage`.
