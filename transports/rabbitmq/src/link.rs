@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use exactly::TransportError;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+    BasicQosOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::time::Instant;
 
@@ -36,7 +36,8 @@ pub(crate) struct Link {
     control: tokio::sync::Mutex<Channel>,
     kind: QueueKind,
     declared: Mutex<HashSet<String>>,
-    consumers: tokio::sync::Mutex<HashMap<String, SharedConsumer>>,
+    /// Queue → its consumer and the consumer's tag.
+    consumers: tokio::sync::Mutex<HashMap<String, (ShortString, SharedConsumer)>>,
     /// Delivery tag → its lease.
     leases: Mutex<HashMap<u64, Lease>>,
 }
@@ -149,9 +150,20 @@ impl Link {
         self.consumers.lock().await.remove(queue);
     }
 
-    /// Deletes `queue` on the broker.
+    /// Deletes `queue` on the broker. Our consumer of it is cancelled
+    /// first, and the cancel awaited: dropping it instead would cancel it
+    /// in the background, racing the broker's own cancel of a deleted
+    /// queue's consumers, and lapin closes the connection on the second
+    /// `cancel-ok` it was not awaiting.
     pub(crate) async fn delete(&self, queue: &str) -> Result<(), TransportError> {
-        self.forget(queue).await;
+        lock(&self.declared).remove(queue);
+        let consumer = self.consumers.lock().await.remove(queue);
+        if let Some((tag, _)) = consumer {
+            self.consume
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await
+                .map_err(map_err)?;
+        }
         let control = self.control().await?;
         control
             .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -163,7 +175,7 @@ impl Link {
     /// The consumer of `queue`, started on first use.
     pub(crate) async fn consumer(&self, queue: &str) -> Result<SharedConsumer, TransportError> {
         let mut consumers = self.consumers.lock().await;
-        if let Some(consumer) = consumers.get(queue) {
+        if let Some((_, consumer)) = consumers.get(queue) {
             return Ok(consumer.clone());
         }
         self.declare(queue).await?;
@@ -177,8 +189,9 @@ impl Link {
             )
             .await
             .map_err(map_err)?;
+        let tag = consumer.tag();
         let consumer = Arc::new(tokio::sync::Mutex::new(consumer));
-        consumers.insert(queue.to_owned(), consumer.clone());
+        consumers.insert(queue.to_owned(), (tag, consumer.clone()));
         Ok(consumer)
     }
 
