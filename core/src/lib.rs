@@ -91,5 +91,5 @@ pub use memory::{MemoryStore, MemoryTransport};
 pub use message::{DedupToken, Envelope, Message, MessageId};
 pub use protocol::{Mutant, Outcome, Probe, Stats, StatsSnapshot, Step, Sweeper};
 pub use sender::{DEFAULT_INTENT_RETENTION, Intent, Once, OnceStep, SendError, Sender};
-pub use store::{Precondition, Store, Version, Versioned};
+pub use store::{Precondition, Store, Version, Versioned, Write};
 pub use transport::{Delivery, Outgoing, Receipt, Transport};

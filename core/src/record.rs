@@ -55,6 +55,19 @@ pub struct OutboxEntry {
     pub delete_blobs: Vec<String>,
 }
 
+impl OutboxEntry {
+    /// Whether finishing it has nothing to do: no message, call, token,
+    /// claim-check body or blob.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.calls.is_empty()
+            && self.incoming_token.is_none()
+            && self.incoming_claim.is_none()
+            && self.doomed.is_empty()
+            && self.delete_blobs.is_empty()
+    }
+}
+
 /// One store record: state plus protocol bookkeeping.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRecord {

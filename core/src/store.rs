@@ -72,7 +72,9 @@ pub struct Capabilities {
     pub max_value_bytes: Option<usize>,
     /// Longest key the store accepts, in bytes, if it has a limit.
     pub max_key_bytes: Option<usize>,
-    /// Whether the store can write several keys atomically.
+    /// Whether the store can write several keys atomically
+    /// ([`Store::put_all`]). The protocol then consumes the incoming
+    /// message's token in the commit itself (`docs/protocol.md`).
     pub atomic_multi_key: bool,
 }
 
@@ -88,6 +90,23 @@ impl Capabilities {
         self.max_key_bytes = Some(limit);
         self
     }
+
+    /// Capabilities that include [`Store::put_all`].
+    pub fn with_atomic_multi_key(mut self) -> Self {
+        self.atomic_multi_key = true;
+        self
+    }
+}
+
+/// One conditional write of [`Store::put_all`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The key written.
+    pub key: String,
+    /// Its new value.
+    pub value: Bytes,
+    /// What the key must be for the write to happen.
+    pub precondition: Precondition,
 }
 
 /// The smallest byte string above every key that starts with `prefix`
@@ -127,6 +146,10 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 ///   MUST be reported as [`StoreError::Unavailable`].
 /// - Keys are UTF-8 strings of up to 512 bytes and MAY contain any
 ///   character except control characters. (`odd_keys_round_trip`)
+/// - A store whose [`Capabilities::atomic_multi_key`] is set MUST implement
+///   `put_all` atomically: every write happens or none does, and a refused
+///   precondition is [`StoreError::Conflict`] naming that key.
+///   (`put_all_is_all_or_nothing`, `put_all_counters_stay_equal`)
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Reads a key.
@@ -150,6 +173,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Writes several distinct keys atomically, each under its
+    /// precondition; returns their new versions in order. Only for stores
+    /// whose [`Capabilities::atomic_multi_key`] is set; the default refuses
+    /// with [`StoreError::NotSupported`].
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let _ = writes;
+        Err(StoreError::NotSupported(format!(
+            "{self:?} cannot write several keys atomically"
+        )))
+    }
 
     /// What this backend can do.
     fn capabilities(&self) -> Capabilities;

@@ -2,8 +2,10 @@
 //! seeded schedules with crashes, stale workers, duplicates, reordering and
 //! store/transport faults; 0 lost, 0 duplicated, no ghost, nothing left.
 
-use exactly::Mutant;
+use std::sync::Arc;
+
 use exactly::harness::{self, Config, ViolationKind, Workload};
+use exactly::{MemoryStore, Mutant};
 
 #[tokio::test(flavor = "current_thread")]
 async fn ten_thousand_schedules_lose_and_duplicate_nothing() {
@@ -166,4 +168,39 @@ async fn catches_a_collector_that_deletes_referenced_blobs() {
         base,
     )
     .await;
+}
+
+/// The fault harness on a store that writes several keys atomically: the
+/// commit then consumes the incoming token itself (one `put_all`), with
+/// and without the sweeper racing the workers.
+#[tokio::test(flavor = "current_thread")]
+async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
+    let backend =
+        harness::memory_backend_over(|| Arc::new(MemoryStore::new().atomic_multi_key(true)));
+    let configs = [
+        Config {
+            schedules: 3_000,
+            ..Config::default()
+        },
+        Config {
+            schedules: 1_000,
+            first_seed: 50_000,
+            sweep_entities: true,
+            sweep_pct: 6,
+            ..Config::default()
+        },
+    ];
+    for config in configs {
+        let config = config.from_env();
+        let report = harness::run(&config, &backend).await;
+        println!("{report}");
+        assert!(report.faults.crashes > 0, "faults were injected");
+        assert_eq!(report.lost, 0, "{report}");
+        assert_eq!(report.duplicated, 0, "{report}");
+        assert!(report.violations.is_empty(), "{report}");
+        assert!(
+            report.one_write_commits > 2 * config.schedules,
+            "commits consumed their token in one write: {report}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::{bump, roll};
 use crate::env::Random;
 use crate::error::StoreError;
-use crate::store::{Capabilities, Precondition, Store, Version, Versioned};
+use crate::store::{Capabilities, Precondition, Store, Version, Versioned, Write};
 
 /// How often a [`FaultyStore`] misbehaves, in parts per million of calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,6 +100,17 @@ impl Store for FaultyStore {
         self.before(key, true)?;
         let result = self.inner.put(key, value, precondition).await;
         self.after(key, result)
+    }
+
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let keys = writes
+            .iter()
+            .map(|w| w.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.before(&keys, true)?;
+        let result = self.inner.put_all(writes).await;
+        self.after(&keys, result)
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {

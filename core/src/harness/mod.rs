@@ -66,13 +66,23 @@ pub type BackendFactory = Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, Backend>
 
 /// In-memory store and reordering in-memory transport, fresh per schedule.
 pub fn memory_backend() -> BackendFactory {
-    Arc::new(|env: ScheduleEnv| {
+    memory_backend_over(|| Arc::new(crate::memory::MemoryStore::new()))
+}
+
+/// A fresh store from `store` and the reordering in-memory transport, per
+/// schedule.
+pub fn memory_backend_over(
+    store: impl Fn() -> Arc<dyn Store> + Send + Sync + 'static,
+) -> BackendFactory {
+    let store = Arc::new(store);
+    Arc::new(move |env: ScheduleEnv| {
+        let store = store();
         Box::pin(async move {
             let transport = crate::memory::MemoryTransport::with_clock(env.clock.clone())
                 .reordering(env.random.clone())
                 .visibility_timeout(std::time::Duration::from_secs(1 << 30));
             Backend {
-                store: Arc::new(crate::memory::MemoryStore::new()),
+                store,
                 transport: Arc::new(transport),
                 namespace: String::new(),
             }
@@ -277,6 +287,9 @@ pub struct Report {
     pub lost: u64,
     /// Duplicated effects counted.
     pub duplicated: u64,
+    /// Commits that consumed the incoming token in the same atomic write
+    /// (`Store::put_all`; 0 on stores without it).
+    pub one_write_commits: u64,
     /// Every violation found.
     pub violations: Vec<Violation>,
 }
@@ -311,10 +324,11 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}",
             self.lost,
             self.duplicated,
-            self.violations.len()
+            self.violations.len(),
+            self.one_write_commits
         )?;
         if let Some(v) = self.violations.first() {
             write!(

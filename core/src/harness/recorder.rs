@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::error::{StoreError, TransportError};
 use crate::message::MessageId;
 use crate::record::EntityRecord;
-use crate::store::{Capabilities as StoreCaps, Precondition, Store, Version, Versioned};
+use crate::store::{Capabilities as StoreCaps, Precondition, Store, Version, Versioned, Write};
 use crate::transport::{Capabilities, Delivery, Outgoing, Receipt, Transport};
 
 /// Message id → body, as committed or as sent.
@@ -19,6 +19,8 @@ use crate::transport::{Capabilities, Delivery, Outgoing, Receipt, Transport};
 pub(crate) struct Log {
     pub committed: HashMap<MessageId, Bytes>,
     pub sent: Vec<Outgoing>,
+    /// `put_all` calls that succeeded: commits that consumed a token.
+    pub one_write_commits: u64,
 }
 
 pub(crate) type SharedLog = Arc<Mutex<Log>>;
@@ -35,6 +37,26 @@ pub(crate) struct RecordingStore {
     pub log: SharedLog,
 }
 
+impl RecordingStore {
+    /// Logs the outgoing messages of `records`, just written.
+    fn committed(&self, records: &[EntityRecord]) {
+        let mut log = lock(&self.log);
+        for entry in records.iter().flat_map(|r| &r.outbox) {
+            for m in &entry.messages {
+                log.committed
+                    .entry(m.envelope.id)
+                    .or_insert_with(|| m.envelope.body.clone());
+            }
+            // A call's result is committed once its answer is recorded.
+            for r in entry.calls.iter().filter_map(|c| c.result.as_ref()) {
+                if !r.body.is_empty() {
+                    log.committed.entry(r.id).or_insert_with(|| r.body.clone());
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for RecordingStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -49,21 +71,19 @@ impl Store for RecordingStore {
     ) -> Result<Version, StoreError> {
         let record = EntityRecord::decode(key, &value)?;
         let version = self.inner.put(key, value, precondition).await?;
-        let mut log = lock(&self.log);
-        for entry in &record.outbox {
-            for m in &entry.messages {
-                log.committed
-                    .entry(m.envelope.id)
-                    .or_insert_with(|| m.envelope.body.clone());
-            }
-            // A call's result is committed once its answer is recorded.
-            for r in entry.calls.iter().filter_map(|c| c.result.as_ref()) {
-                if !r.body.is_empty() {
-                    log.committed.entry(r.id).or_insert_with(|| r.body.clone());
-                }
-            }
-        }
+        self.committed(&[record]);
         Ok(version)
+    }
+
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let records = writes
+            .iter()
+            .map(|w| EntityRecord::decode(&w.key, &w.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        let versions = self.inner.put_all(writes).await?;
+        self.committed(&records);
+        lock(&self.log).one_write_commits += 1;
+        Ok(versions)
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {

@@ -573,6 +573,7 @@ impl World {
         }
         {
             let log = lock(&self.log);
+            report.one_write_commits += log.one_write_commits;
             for sent in &log.sent {
                 let (id, body) = (sent.envelope.id, &sent.envelope.body);
                 match log.committed.get(&id) {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::StoreError;
-use crate::store::{Capabilities, Precondition, Store, Version, Versioned};
+use crate::store::{Capabilities, Precondition, Store, Version, Versioned, Write};
 
 /// A [`Store`] in a `BTreeMap` behind a mutex. Versions come from one
 /// counter, so they never repeat, not even after a delete.
@@ -14,6 +14,7 @@ use crate::store::{Capabilities, Precondition, Store, Version, Versioned};
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     max_value_bytes: Option<usize>,
+    atomic_multi_key: bool,
 }
 
 #[derive(Debug, Default)]
@@ -36,10 +37,37 @@ impl MemoryStore {
         }
     }
 
+    /// This store, offering [`Store::put_all`] (and so the protocol's
+    /// one-write commit and consume) or not. Default: not.
+    pub fn atomic_multi_key(mut self, atomic: bool) -> Self {
+        self.atomic_multi_key = atomic;
+        self
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// `Conflict` unless `key` is as `precondition` says.
+    fn check(&self, key: &str, precondition: &Precondition) -> Result<(), StoreError> {
+        let current = self.entries.get(key).map(|(_, v)| Version::from(*v));
+        match (precondition, &current) {
+            (Precondition::Absent, None) => Ok(()),
+            (Precondition::Matches(expected), Some(actual)) if expected == actual => Ok(()),
+            _ => Err(StoreError::conflict(key)),
+        }
+    }
+
+    /// Writes `value` at a fresh version.
+    fn write(&mut self, key: &str, value: Bytes) -> Version {
+        self.next_version += 1;
+        let version = self.next_version;
+        self.entries.insert(key.to_owned(), (value, version));
+        Version::from(version)
     }
 }
 
@@ -62,19 +90,29 @@ impl Store for MemoryStore {
             StoreError::check_size(key, value.len(), limit)?;
         }
         let mut inner = self.lock();
-        let current = inner.entries.get(key).map(|(_, v)| Version::from(*v));
-        let holds = match (&precondition, &current) {
-            (Precondition::Absent, None) => true,
-            (Precondition::Matches(expected), Some(actual)) => expected == actual,
-            _ => false,
-        };
-        if !holds {
-            return Err(StoreError::conflict(key));
+        inner.check(key, &precondition)?;
+        Ok(inner.write(key, value))
+    }
+
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        if !self.atomic_multi_key {
+            return Err(StoreError::NotSupported(
+                "this MemoryStore was built without atomic_multi_key".into(),
+            ));
         }
-        inner.next_version += 1;
-        let version = inner.next_version;
-        inner.entries.insert(key.to_owned(), (value, version));
-        Ok(Version::from(version))
+        if let Some(limit) = self.max_value_bytes {
+            for w in &writes {
+                StoreError::check_size(&w.key, w.value.len(), limit)?;
+            }
+        }
+        let mut inner = self.lock();
+        for w in &writes {
+            inner.check(&w.key, &w.precondition)?;
+        }
+        Ok(writes
+            .into_iter()
+            .map(|w| inner.write(&w.key, w.value))
+            .collect())
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -111,7 +149,10 @@ impl Store for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let caps = Capabilities::default();
+        let mut caps = Capabilities::default();
+        if self.atomic_multi_key {
+            caps = caps.with_atomic_multi_key();
+        }
         match self.max_value_bytes {
             Some(limit) => caps.with_max_value_bytes(limit),
             None => caps,

@@ -13,11 +13,12 @@ use crate::call::{CallResult, HttpCall, PendingCall};
 use crate::codec::CodecExt;
 use crate::context::{Context, Incoming};
 use crate::error::HandlerError;
+use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::message::Envelope;
 use crate::message::Message;
 use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
-use crate::store::{Store, Version};
+use crate::store::{Store, Version, Write};
 
 /// Step 1: reads the entity record and its version.
 pub(crate) async fn load_entity(store: &dyn Store, key: &str) -> Result<Loaded, AttemptError> {
@@ -79,9 +80,12 @@ impl Core {
         // Step 2: the dedup check, after the load. Any copy that finishes the
         // message after this load changes the record's version, so our
         // commit below fails and the retry sees the token gone.
-        if !self.is(Mutant::CheckTokenBeforeLoad)
-            && !self.is_owed(envelope, key, Some(&loaded), probe).await?
-        {
+        let owed = if self.is(Mutant::CheckTokenBeforeLoad) {
+            Some(None)
+        } else {
+            self.owed(envelope, key, Some(&loaded), probe).await?
+        };
+        let Some(holder) = owed else {
             if self.is(Mutant::DropWithoutReread) {
                 return Ok(Outcome::Duplicate);
             }
@@ -100,7 +104,7 @@ impl Core {
                 .release_claim(envelope.token.as_ref(), incoming_claim.as_deref())
                 .await?;
             return Ok(Outcome::Duplicate);
-        }
+        };
 
         // Step 3: run the handler and commit state + entry + tokens at once.
         finisher.step(Step::Handle).await;
@@ -167,7 +171,7 @@ impl Core {
                 .extend(calls.iter().filter_map(|c| c.result.as_ref().map(|r| r.id)));
         }
         let (doomed, delete_blobs) = publish_blobs(&mut record, session.as_ref());
-        let entry = OutboxEntry {
+        let mut entry = OutboxEntry {
             incoming: envelope.id,
             incoming_token: envelope.token.clone(),
             committed_at: now,
@@ -177,13 +181,28 @@ impl Core {
             doomed,
             delete_blobs,
         };
-        record.outbox.push(entry.clone());
+        let consume = self.consume_in_commit(key, &entry, holder, &mut record);
+        if consume.is_some() {
+            // Consumed by the commit: nothing left for a finisher to consume.
+            entry.incoming_token = None;
+        }
+        let pending = !entry.is_empty();
+        if pending {
+            record.outbox.push(entry.clone());
+        }
         if self.is(Mutant::DispatchBeforeCommit) {
             finisher.dispatch(&entry).await?;
         }
 
         finisher.step(Step::Commit).await;
-        let version = match commit_attempt(self.store.as_ref(), key, &base, &record).await {
+        let committed = match consume {
+            Some(Consume::Holder(holder)) => {
+                self.commit_consuming(key, &base, &record, envelope, holder)
+                    .await
+            }
+            _ => commit_attempt(self.store.as_ref(), key, &base, &record).await,
+        };
+        let version = match committed {
             Err(AttemptError::Conflict) => {
                 self.stats.add(Counter::Conflicts);
                 return Err(AttemptError::Conflict);
@@ -192,12 +211,91 @@ impl Core {
         };
 
         // Steps 4–5.
-        let committed = Loaded {
-            record,
-            version: Some(version),
-        };
-        finisher.finish_entry(key, committed, &entry).await?;
+        if pending {
+            let committed = Loaded {
+                record,
+                version: Some(version),
+            };
+            finisher.finish_entry(key, committed, &entry).await?;
+        }
         Ok(Outcome::Processed)
+    }
+
+    /// Whether this commit also consumes the incoming message's token, so
+    /// that no later write has to: when the token's holder is the entity's
+    /// own record (then it is removed from `record` here), or when the
+    /// store writes two keys atomically (then the holder as read in step 2
+    /// is written with the commit). Not for a claim-checked message, whose
+    /// body is released only after its entry is removed.
+    fn consume_in_commit(
+        &self,
+        key: &str,
+        entry: &OutboxEntry,
+        holder: Option<Loaded>,
+        record: &mut EntityRecord,
+    ) -> Option<Consume> {
+        let token = entry.incoming_token.as_ref()?;
+        if self.config.mutant.is_some() || entry.incoming_claim.is_some() {
+            return None;
+        }
+        if token.record == key {
+            return record.tokens.remove(&token.id).then_some(Consume::Own);
+        }
+        let atomic = self.store.capabilities().atomic_multi_key;
+        holder.filter(|_| atomic).map(Consume::Holder)
+    }
+
+    /// Step 3's write and step 5a's in one atomic `put_all`: the entity's
+    /// record, and the holder's without the token. A holder changed since
+    /// step 2 is read again and the pair retried while the token is still
+    /// there; once it is gone, another copy committed this message, so
+    /// this attempt has lost (`Conflict`).
+    async fn commit_consuming(
+        &self,
+        key: &str,
+        base: &Loaded,
+        record: &EntityRecord,
+        envelope: &Envelope,
+        mut holder: Loaded,
+    ) -> Result<Version, AttemptError> {
+        let Some(token) = envelope.token.as_ref() else {
+            return commit_attempt(self.store.as_ref(), key, base, record).await;
+        };
+        let entity = Write {
+            key: key.to_owned(),
+            value: record.encode(),
+            precondition: base.precondition(),
+        };
+        let span = debug_span!("exactly.commit", entity = key, consumes = %token.record);
+        for _ in 0..super::finish::CONFLICT_LIMIT {
+            if !holder.record.tokens.contains(&token.id) {
+                break;
+            }
+            let mut consumed = holder.record.clone();
+            consumed.tokens.remove(&token.id);
+            let writes = vec![
+                entity.clone(),
+                Write {
+                    key: token.record.clone(),
+                    value: consumed.encode(),
+                    precondition: holder.precondition(),
+                },
+            ];
+            match self.store.put_all(writes).instrument(span.clone()).await {
+                Ok(versions) => {
+                    return versions
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| AttemptError::Retry("put_all returned no versions".into()));
+                }
+                Err(StoreError::Conflict { key: lost }) if lost == token.record => {
+                    self.stats.add(Counter::BookkeepingConflicts);
+                    holder = read_record(self.store.as_ref(), &token.record).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AttemptError::Conflict)
     }
 
     /// The at-least-once baseline: load, handle, write the state under the
@@ -240,9 +338,7 @@ impl Core {
         Ok(Outcome::Processed)
     }
 
-    /// Step 2: is the message still owed processing? With a token: is the
-    /// token still in the sender's record. Without one: is the id absent
-    /// from the entity's identity inbox (fallback mode).
+    /// Step 2: is the message still owed processing?
     async fn is_owed(
         &self,
         envelope: &Envelope,
@@ -250,22 +346,38 @@ impl Core {
         loaded: Option<&Loaded>,
         probe: Option<&dyn Probe>,
     ) -> Result<bool, AttemptError> {
+        Ok(self.owed(envelope, key, loaded, probe).await?.is_some())
+    }
+
+    /// Step 2: is the message still owed processing? With a token: is the
+    /// token still in the sender's record. Without one: is the id absent
+    /// from the entity's identity inbox (fallback mode). `None` if not
+    /// owed; otherwise the token's holder record as read, when it is
+    /// another record than the entity's.
+    async fn owed(
+        &self,
+        envelope: &Envelope,
+        key: &str,
+        loaded: Option<&Loaded>,
+        probe: Option<&dyn Probe>,
+    ) -> Result<Option<Option<Loaded>>, AttemptError> {
+        let owed = |yes: bool, holder: Option<Loaded>| yes.then_some(holder);
         match (&envelope.token, loaded) {
             // Our own record is the token's holder: the load already read it.
             (Some(token), Some(loaded)) if token.record == key => {
-                Ok(loaded.record.tokens.contains(&token.id))
+                Ok(owed(loaded.record.tokens.contains(&token.id), None))
             }
             (Some(token), _) => {
                 super::pause(probe, Step::CheckToken).await;
                 let holder = read_record(self.store.as_ref(), &token.record)
                     .instrument(debug_span!("exactly.check_token", record = %token.record))
                     .await?;
-                Ok(holder.record.tokens.contains(&token.id))
+                Ok(owed(holder.record.tokens.contains(&token.id), Some(holder)))
             }
             (None, Some(loaded)) if self.config.inbox_retention.is_some() => {
-                Ok(!loaded.record.inbox.contains_key(&envelope.id))
+                Ok(owed(!loaded.record.inbox.contains_key(&envelope.id), None))
             }
-            (None, None) => Ok(true),
+            (None, None) => Ok(Some(None)),
             (None, Some(_)) => Err(AttemptError::Poison(
                 "the message carries no DedupToken and this endpoint has no identity inbox \
                  (EndpointBuilder::inbox_retention) for tokenless producers"
@@ -340,6 +452,14 @@ impl Core {
             None => Ok(()),
         }
     }
+}
+
+/// How a commit consumes the incoming token.
+enum Consume {
+    /// The entity's own record held it: removed from the committed record.
+    Own,
+    /// Another record held it (as read in step 2): written with the commit.
+    Holder(Loaded),
 }
 
 /// A handler that was superseded restarts the attempt; any other failure

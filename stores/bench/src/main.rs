@@ -15,8 +15,8 @@
 //! - `contended`: increments of one key shared by every task (conflicts
 //!   retried; successful writes counted), once.
 //!
-//! SQLite (a temporary file), object_store's `InMemory` and `MemoryStore`
-//! always run; PostgreSQL, S3, Azure Blob and DynamoDB run when their
+//! SQLite (a temporary file), local files (a temporary directory),
+//! object_store's `InMemory` and `MemoryStore` always run; PostgreSQL, S3, Azure Blob and DynamoDB run when their
 //! server's `EXACTLY_TEST_*_URL` is set and are skipped with a note
 //! otherwise. On PostgreSQL each round starts with a `pgbench` run on as
 //! many connections as there are tasks (when `EXACTLY_TEST_PGBENCH` names
@@ -52,17 +52,19 @@ enum Kind {
     S3,
     Azure,
     DynamoDb,
+    LocalFiles,
     ObjectInMemory,
     Memory,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Postgres,
         Kind::Sqlite,
         Kind::S3,
         Kind::Azure,
         Kind::DynamoDb,
+        Kind::LocalFiles,
         Kind::ObjectInMemory,
         Kind::Memory,
     ];
@@ -74,6 +76,7 @@ impl Kind {
             Kind::S3 => "S3 (moto, an emulator)",
             Kind::Azure => "Azure Blob (Azurite, an emulator)",
             Kind::DynamoDb => "DynamoDB (moto, an emulator)",
+            Kind::LocalFiles => "object_store local files",
             Kind::ObjectInMemory => "object_store InMemory",
             Kind::Memory => "MemoryStore",
         }
@@ -86,7 +89,7 @@ impl Kind {
             Kind::S3 => Some("EXACTLY_TEST_S3_URL"),
             Kind::Azure => Some("EXACTLY_TEST_AZURE_BLOB_URL"),
             Kind::DynamoDb => Some("EXACTLY_TEST_DYNAMODB_URL"),
-            Kind::Sqlite | Kind::ObjectInMemory | Kind::Memory => None,
+            Kind::Sqlite | Kind::LocalFiles | Kind::ObjectInMemory | Kind::Memory => None,
         }
     }
 }
@@ -138,6 +141,7 @@ async fn open(kind: Kind, url: &str, load: Load, dir: &std::path::Path) -> Resul
         Kind::DynamoDb => {
             Opened::new(DynamoDbStore::new(endpoint_client(url)?, "exactly-bench").await?)
         }
+        Kind::LocalFiles => Opened::new(ObjectStoreStore::local(dir.join("objects")).await?),
         Kind::ObjectInMemory => Opened::new(ObjectStoreStore::memory().await?),
         Kind::Memory => Opened::new(MemoryStore::new()),
     })

@@ -7,11 +7,11 @@ use std::time::Duration;
 use exactly::StoreError;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::azure::MicrosoftAzureBuilder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
+use crate::local_files::LocalFiles;
 use crate::store::{DEFAULT_MAX_VALUE_BYTES, ObjectStoreStore};
 
 /// Azurite's published development account and key (not a secret).
@@ -148,12 +148,13 @@ impl ObjectStoreStore {
         open_sorted(azure).await
     }
 
-    /// Files under `dir`. **Refused today** with `NotSupported`:
-    /// object_store 0.14's `LocalFileSystem` creates atomically but has no
-    /// compare-and-swap (`PutMode::Update` is not implemented). For one
-    /// host, use `exactly-store-sqlite`.
+    /// Files under `dir` (created if missing), through [`LocalFiles`]:
+    /// object_store's `LocalFileSystem` with compare-and-swap added under
+    /// a lock file, so processes of one host may share `dir`. A plain
+    /// `LocalFileSystem` given to [`builder`](Self::builder) is refused:
+    /// it has no `PutMode::Update`.
     pub async fn local(dir: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
-        let local = LocalFileSystem::new_with_prefix(dir).map_err(config_err)?;
+        let local = LocalFiles::new(dir).map_err(config_err)?;
         Self::builder(Arc::new(local)).open().await
     }
 

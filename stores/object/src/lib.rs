@@ -1,6 +1,6 @@
 //! A [`Store`](exactly::Store) for exactly on any object store that
-//! honours conditional writes: S3, Azure Blob, GCS, or memory, through
-//! [`object_store`].
+//! honours conditional writes: S3, Azure Blob, GCS, local files or
+//! memory, through [`object_store`].
 //!
 //! ```
 //! use exactly::{Precondition, Store};
@@ -24,8 +24,8 @@
 //!
 //! Every constructor first probes the backend (create twice, update at a
 //! wrong ETag) and refuses one that does not honour conditional writes
-//! with `StoreError::NotSupported` — `LocalFileSystem`, for one, has no
-//! compare-and-swap. Keys map to object names reversibly and in order
+//! with `StoreError::NotSupported` — a plain `LocalFileSystem`, for one,
+//! has no compare-and-swap; [`LocalFiles`] adds it. Keys map to object names reversibly and in order
 //! ([`key`] docs); deletes leave a small tombstone.
 
 #![forbid(unsafe_code)]
@@ -35,11 +35,14 @@ pub mod backends;
 mod body;
 mod error;
 pub mod key;
+mod local_files;
+mod local_names;
 mod probe;
 mod store;
 
 pub use backends::{Builder, retry_config};
 pub use error::is_transient;
+pub use local_files::LocalFiles;
 /// The object_store crate, so callers can build backends without adding it.
 pub use object_store;
 pub use store::{DEFAULT_MAX_VALUE_BYTES, MAX_NAME_BYTES, ObjectStoreStore};

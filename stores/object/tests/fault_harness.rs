@@ -1,5 +1,5 @@
 //! The fault harness on object stores: seeded schedules over S3 (moto),
-//! Azure Blob (Azurite) and `InMemory`, with the reordering in-memory
+//! Azure Blob (Azurite), local files and `InMemory`, with the reordering in-memory
 //! transport; 0 lost, 0 duplicated, nothing left behind. One bucket serves
 //! every schedule, each under its own namespace. `EXACTLY_SCHEDULES` sets
 //! the number of schedules, `EXACTLY_SEED` reruns one failing seed.
@@ -46,6 +46,21 @@ async fn s3_schedules_lose_and_duplicate_nothing() {
 async fn azure_schedules_lose_and_duplicate_nothing() {
     for config in configs() {
         run(common::azure().await, "Azure Blob (Azurite)", config).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_files_schedules_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = ObjectStoreStore::local(dir.path())
+        .await
+        .expect("local files");
+    for config in configs() {
+        let config = Config {
+            schedules: config.schedules * 4,
+            ..config
+        };
+        run(store.clone(), "local files", config).await;
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use exactly::StoreError;
 use exactly_store_object::ObjectStoreStore;
 use exactly_store_object::object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use exactly_store_object::object_store::local::LocalFileSystem;
 use exactly_store_object::object_store::memory::InMemory;
 
 #[path = "common/overwriting.rs"]
@@ -24,10 +25,17 @@ fn refused(result: Result<ObjectStoreStore, StoreError>, backend: &str) -> Strin
 }
 
 #[tokio::test]
-async fn local_files_are_refused_they_have_no_compare_and_swap() {
+async fn plain_local_files_are_refused_they_have_no_compare_and_swap() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let message = refused(ObjectStoreStore::local(dir.path()).await, "LocalFileSystem");
+    let plain = LocalFileSystem::new_with_prefix(dir.path()).expect("LocalFileSystem");
+    let message = refused(
+        ObjectStoreStore::builder(Arc::new(plain)).open().await,
+        "LocalFileSystem",
+    );
     assert!(message.contains("PutMode::Update"), "{message}");
+    ObjectStoreStore::local(dir.path())
+        .await
+        .expect("LocalFiles adds compare-and-swap to the same directory");
 }
 
 #[tokio::test]

@@ -15,18 +15,58 @@ const LOCK_ID: i64 = 0x0065_7861_6374_6c79;
 /// Step `i` brings the schema from version `i` to `i + 1`. Append only:
 /// never edit a step that has shipped.
 ///
+/// Step 2 adds `exactly_put_all`, behind [`Store::put_all`](exactly::Store::put_all):
+/// conditional writes of several keys in one statement, hence one round
+/// trip and one transaction. Expected version 0 means "absent" (the
+/// sequence starts at 1); a refused precondition raises SQLSTATE
+/// [`CONFLICT_STATE`] with the 1-based index of the write as its message,
+/// which aborts the statement and so every write before it.
+///
 /// Keys are `BYTEA` (their UTF-8 bytes), so the primary-key order is plain
 /// byte order whatever the database's collation, and `list` is a range
 /// scan. Versions come from one sequence, which never hands out a value
 /// twice — not after a delete, not after a rollback.
-const STEPS: &[&str] = &["
+const STEPS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS exactly_kv (
     key     BYTEA  NOT NULL PRIMARY KEY,
     value   BYTEA  NOT NULL,
     version BIGINT NOT NULL
 );
 CREATE SEQUENCE IF NOT EXISTS exactly_kv_version AS BIGINT;
-"];
+",
+    "
+CREATE OR REPLACE FUNCTION exactly_put_all(keys BYTEA[], vals BYTEA[], expected BIGINT[])
+RETURNS BIGINT[] LANGUAGE plpgsql AS $$
+DECLARE
+    versions BIGINT[] := '{}';
+    written  BIGINT;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+        written := NULL;
+        IF expected[i] = 0 THEN
+            INSERT INTO exactly_kv (key, value, version)
+            VALUES (keys[i], vals[i], nextval('exactly_kv_version'))
+            ON CONFLICT (key) DO NOTHING
+            RETURNING version INTO written;
+        ELSE
+            UPDATE exactly_kv SET value = vals[i], version = nextval('exactly_kv_version')
+            WHERE key = keys[i] AND version = expected[i]
+            RETURNING version INTO written;
+        END IF;
+        IF written IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'EX409', MESSAGE = i::TEXT;
+        END IF;
+        versions := versions || written;
+    END LOOP;
+    RETURN versions;
+END
+$$;
+",
+];
+
+/// The SQLSTATE `exactly_put_all` raises on a refused precondition.
+pub(crate) const CONFLICT_STATE: &str = "EX409";
 
 /// The schema version this crate writes and reads.
 pub const SCHEMA_VERSION: i32 = STEPS.len() as i32;

@@ -6,12 +6,12 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::{Capabilities, prefix_end};
-use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::error::map_err;
 use crate::pool::{describe, open, pool_options};
-use crate::schema::migrate;
+use crate::schema::{CONFLICT_STATE, migrate};
 
 /// Default largest value accepted: 16 MiB. Entity records are meant to be
 /// small; large payloads belong in a blob store behind a claim check.
@@ -88,6 +88,16 @@ fn parse_version(version: &Version) -> Option<i64> {
     v.parse().ok().filter(|n: &i64| n.to_string() == v)
 }
 
+/// The 0-based index of the write `exactly_put_all` refused, if `error`
+/// is that refusal.
+fn conflict_index(error: &sqlx::Error) -> Option<usize> {
+    let db = error.as_database_error()?;
+    if db.code().as_deref() != Some(CONFLICT_STATE) {
+        return None;
+    }
+    db.message().parse::<usize>().ok()?.checked_sub(1)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -130,6 +140,39 @@ impl Store for PostgresStore {
         version
             .map(|v| Version::new(v.to_string()))
             .ok_or_else(|| StoreError::conflict(key))
+    }
+
+    /// One statement (`exactly_put_all`, a function the schema installs):
+    /// one round trip, one transaction.
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let mut keys = Vec::with_capacity(writes.len());
+        let mut values = Vec::with_capacity(writes.len());
+        let mut expected = Vec::with_capacity(writes.len());
+        for w in &writes {
+            StoreError::check_size(&w.key, w.value.len(), self.max_value_bytes)?;
+            keys.push(w.key.as_bytes().to_vec());
+            values.push(w.value.to_vec());
+            expected.push(match &w.precondition {
+                Precondition::Absent => 0,
+                Precondition::Matches(v) => {
+                    parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?
+                }
+            });
+        }
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT exactly_put_all($1, $2, $3)")
+            .bind(keys)
+            .bind(values)
+            .bind(expected)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match conflict_index(&e) {
+                Some(i) if i < writes.len() => StoreError::conflict(&writes[i].key),
+                _ => map_err(e),
+            })?;
+        Ok(versions
+            .into_iter()
+            .map(|v| Version::new(v.to_string()))
+            .collect())
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -186,6 +229,8 @@ impl Store for PostgresStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_max_value_bytes(self.max_value_bytes)
+        Capabilities::default()
+            .with_max_value_bytes(self.max_value_bytes)
+            .with_atomic_multi_key()
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::{Capabilities, prefix_end};
-use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 use sqlx::sqlite::SqlitePool;
 
 use crate::pool::{is_transient, open_pool};
@@ -103,6 +103,62 @@ fn to_version(counter: i64) -> Version {
     Version::new(counter.to_string())
 }
 
+impl SqliteStore {
+    /// Writes every key under its precondition in one transaction, at one
+    /// new counter value, which it returns; the first refused precondition
+    /// rolls all back.
+    async fn write_all(&self, writes: &[Write]) -> Result<i64, StoreError> {
+        for w in writes {
+            StoreError::check_size(&w.key, w.value.len(), self.max_value_bytes)?;
+        }
+        // IMMEDIATE takes the write lock up front (waiting up to the busy
+        // timeout), so the counter bump and the writes commit together.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE exactly_kv_version SET last = last + 1 WHERE id = 0 RETURNING last",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for w in writes {
+            let written = match &w.precondition {
+                Precondition::Absent => sqlx::query(
+                    "INSERT INTO exactly_kv (key, value, version) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(w.key.as_bytes())
+                .bind(&w.value[..])
+                .bind(version),
+                Precondition::Matches(v) => {
+                    // Our versions are decimal counters; any other matches no row.
+                    let expected = parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?;
+                    sqlx::query(
+                        "UPDATE exactly_kv SET value = ?2, version = ?3 \
+                         WHERE key = ?1 AND version = ?4",
+                    )
+                    .bind(w.key.as_bytes())
+                    .bind(&w.value[..])
+                    .bind(version)
+                    .bind(expected)
+                }
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if written.rows_affected() == 0 {
+                // Dropping the transaction rolls the counter back too.
+                return Err(StoreError::conflict(&w.key));
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(version)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -124,51 +180,18 @@ impl Store for SqliteStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        StoreError::check_size(key, value.len(), self.max_value_bytes)?;
-        let expected = match &precondition {
-            Precondition::Absent => None,
-            Precondition::Matches(v) => {
-                Some(parse_version(v).ok_or_else(|| StoreError::conflict(key))?)
-            }
+        let write = Write {
+            key: key.to_owned(),
+            value,
+            precondition,
         };
-        // IMMEDIATE takes the write lock up front (waiting up to the busy
-        // timeout), so the counter bump and the write commit together.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE exactly_kv_version SET last = last + 1 WHERE id = 0 RETURNING last",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let written = match expected {
-            None => sqlx::query(
-                "INSERT INTO exactly_kv (key, value, version) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key.as_bytes())
-            .bind(&value[..])
-            .bind(version),
-            Some(expected) => sqlx::query(
-                "UPDATE exactly_kv SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4",
-            )
-            .bind(key.as_bytes())
-            .bind(&value[..])
-            .bind(version)
-            .bind(expected),
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if written.rows_affected() == 0 {
-            // Dropping the transaction rolls the counter back too.
-            return Err(StoreError::conflict(key));
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(to_version(version))
+        Ok(to_version(self.write_all(&[write]).await?))
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction for all the writes, as for one.
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let version = self.write_all(&writes).await?;
+        Ok(vec![to_version(version); writes.len()])
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -229,6 +252,8 @@ impl Store for SqliteStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_max_value_bytes(self.max_value_bytes)
+        Capabilities::default()
+            .with_max_value_bytes(self.max_value_bytes)
+            .with_atomic_multi_key()
     }
 }

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::Capabilities;
-use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 
 /// Calls made through one [`CountingStore`], by kind.
 #[derive(Debug, Default)]
 pub struct StoreCounts {
     get: AtomicU64,
     put: AtomicU64,
+    put_all: AtomicU64,
     delete: AtomicU64,
     list: AtomicU64,
     conflict: AtomicU64,
@@ -24,6 +25,8 @@ pub struct StoreCounts {
 pub struct StoreOps {
     pub get: u64,
     pub put: u64,
+    /// Atomic multi-key writes (`put_all`): one round trip each.
+    pub put_all: u64,
     pub delete: u64,
     pub list: u64,
     /// Conditional writes that failed their precondition: commit races and
@@ -38,9 +41,9 @@ impl StoreOps {
         self.get + self.list
     }
 
-    /// Writes: `put` and `delete`.
+    /// Writes: `put`, `put_all` and `delete`.
     pub fn writes(&self) -> u64 {
-        self.put + self.delete
+        self.put + self.put_all + self.delete
     }
 
     /// Every round trip.
@@ -53,6 +56,7 @@ impl StoreOps {
         StoreOps {
             get: self.get - earlier.get,
             put: self.put - earlier.put,
+            put_all: self.put_all - earlier.put_all,
             delete: self.delete - earlier.delete,
             list: self.list - earlier.list,
             conflict: self.conflict - earlier.conflict,
@@ -66,6 +70,7 @@ impl StoreCounts {
         StoreOps {
             get: get(&self.get),
             put: get(&self.put),
+            put_all: get(&self.put_all),
             delete: get(&self.delete),
             list: get(&self.list),
             conflict: get(&self.conflict),
@@ -126,6 +131,13 @@ impl Store for CountingStore {
         result
     }
 
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        bump(&self.counts.put_all);
+        let result = self.inner.put_all(writes).await;
+        self.count_conflict(&result);
+        result
+    }
+
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
         bump(&self.counts.delete);
         let result = self.inner.delete(key, version).await;
@@ -155,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_every_kind_of_call() {
-        let store = CountingStore::new(Arc::new(MemoryStore::new()));
+        let store = CountingStore::new(Arc::new(MemoryStore::new().atomic_multi_key(true)));
         let counts = store.counts();
         let v = store
             .put("k", Bytes::from_static(b"1"), Precondition::Absent)
@@ -171,17 +183,24 @@ mod tests {
         store.get("k").await.unwrap();
         store.list("", None, 10).await.unwrap();
         store.delete("k", &v).await.unwrap();
+        let pair = |key: &str| Write {
+            key: key.to_owned(),
+            value: Bytes::from_static(b"3"),
+            precondition: Precondition::Absent,
+        };
+        store.put_all(vec![pair("a"), pair("b")]).await.unwrap();
         let ops = counts.snapshot();
         assert_eq!(
             ops,
             StoreOps {
                 get: 1,
                 put: 2,
+                put_all: 1,
                 delete: 1,
                 list: 1,
                 conflict: 1,
             }
         );
-        assert_eq!((ops.reads(), ops.writes(), ops.total()), (2, 3, 5));
+        assert_eq!((ops.reads(), ops.writes(), ops.total()), (2, 4, 6));
     }
 }

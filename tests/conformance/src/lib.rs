@@ -60,6 +60,8 @@ macro_rules! store_conformance {
             list_pages_in_byte_order
             list_prefix_is_literal
             odd_keys_round_trip
+            put_all_is_all_or_nothing
+            put_all_counters_stay_equal
         );
     };
 }

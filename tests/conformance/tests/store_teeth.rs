@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::Capabilities;
-use exactly::{MemoryStore, Precondition, Store, StoreError, Version, Versioned};
+use exactly::{MemoryStore, Precondition, Store, StoreError, Version, Versioned, Write};
 use exactly_conformance::{run_store, store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,10 @@ enum Flaw {
     WildcardPrefix,
     /// Trims spaces from keys.
     TrimsKeys,
+    /// Claims `atomic_multi_key`, but `put_all` is one `put` after another.
+    TornPutAll,
+    /// Claims `atomic_multi_key`, but `put_all` ignores `Matches`.
+    BlindPutAll,
 }
 
 #[derive(Debug)]
@@ -115,6 +119,23 @@ impl Store for Flawed {
         Ok(Version::from(entry.0))
     }
 
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        let mut versions = Vec::new();
+        for w in writes {
+            let pre = match (self.flaw, w.precondition) {
+                (Flaw::BlindPutAll, Precondition::Matches(_)) => {
+                    tokio::task::yield_now().await;
+                    Precondition::from_read(
+                        self.inner.get(&w.key).await?.map(|v| v.version).as_ref(),
+                    )
+                }
+                (_, pre) => pre,
+            };
+            versions.push(self.inner.put(&w.key, w.value, pre).await?);
+        }
+        Ok(versions)
+    }
+
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
         let key = self.key(key);
         let version = match self.flaw {
@@ -148,7 +169,11 @@ impl Store for Flawed {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_max_value_bytes(1024)
+        let caps = Capabilities::default().with_max_value_bytes(1024);
+        match self.flaw {
+            Flaw::TornPutAll | Flaw::BlindPutAll => caps.with_atomic_multi_key(),
+            _ => caps,
+        }
     }
 }
 
@@ -228,4 +253,16 @@ caught!(
     TrimsKeys,
     store::odd_keys_round_trip,
     "list by the key itself"
+);
+caught!(
+    torn_put_all,
+    TornPutAll,
+    store::put_all_is_all_or_nothing,
+    "a write of a failed put_all happened"
+);
+caught!(
+    blind_put_all,
+    BlindPutAll,
+    store::put_all_counters_stay_equal,
+    "lost increments"
 );

@@ -25,6 +25,10 @@ async fn sqlite_schedules_lose_and_duplicate_nothing() {
         report.faults.crashes > 0 && report.faults.stale_workers > 0,
         "faults were injected"
     );
+    assert!(
+        report.one_write_commits > 0,
+        "SQLite writes two keys at once, so commits consume their token: {report}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -2,6 +2,7 @@
 //! `# Contract`). Every check takes the store and a namespace: a key prefix
 //! that no other check uses, so checks may share one server.
 
+mod atomic;
 mod concurrent;
 mod list;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use exactly::{Precondition, Store, StoreError, Version};
 
+pub use atomic::{put_all_counters_stay_equal, put_all_is_all_or_nothing};
 pub use concurrent::{cas_counter_is_exact, create_race_has_one_winner};
 pub use list::{list_pages_in_byte_order, list_prefix_is_literal};
 
