@@ -28,8 +28,11 @@
 (*            not consumed yet (the receiver consumes them here),          *)
 (*   inbox  - processed message ids (only the identity-inbox fallback).   *)
 (*                                                                         *)
-(* CONSTANT Variant selects the design: "Good" is the protocol; the others *)
-(* are the broken designs TLC must reject (docs/verification.md).        *)
+(* CONSTANT Variant selects the design: "Good" is the protocol; "OneWrite" *)
+(* is the protocol on a store that writes two keys atomically (put_all):   *)
+(* the commit also consumes the incoming token, and leaves no OutboxEntry  *)
+(* when there is nothing to send.  The others are the broken designs TLC   *)
+(* must reject (docs/verification.md).                                     *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets, Bags, TLC
 
@@ -48,6 +51,8 @@ Variants == {"Good",
              "NoReread",            \* (d) token gone -> drop without re-reading k
              "RemoveBeforeConsume", \* (e) remove the OutboxEntry, then consume
              "SendBeforeCommit",    \* (f) send outgoing messages before commit
+             "OneWrite",            \* commit + consume in one atomic write of two keys
+             "OneWriteNoEntry",     \* (g) as OneWrite, but never an OutboxEntry: send after it
              "Inbox"}               \* identity-inbox fallback with a retention window
 
 ASSUME Variant \in Variants
@@ -87,6 +92,9 @@ NoFin  == [in |-> "none", intok |-> NoTok, out |-> {}]
 (* token table of single keys (broken variants b and c), or nowhere (inbox).   *)
 TokTableVariants == {"PutIfAbsentAtDispatch", "MintAfterCommit"}
 InRecord == Variant \notin TokTableVariants \cup {"Inbox"}
+
+(* Does the commit consume the incoming token (Store::put_all)? *)
+OneWrite == Variant \in {"OneWrite", "OneWriteNoEntry"}
 
 -----------------------------------------------------------------------------
 VARIABLES
@@ -276,29 +284,46 @@ HandleSendEarly(w) ==
 (* state, the OutboxEntry for m and the DedupTokens of the new messages in ONE *)
 (* conditional write of k, conditioned on the Version read at step 1.          *)
 (* Conflict -> start again from step 1.                                        *)
+(*                                                                             *)
+(* OneWrite: the same write also removes m's token from the sender's record s *)
+(* (put_all of k and s, all or nothing).  The code conditions s on the Version *)
+(* read at step 2 and, when only s changed, reads s again and retries while   *)
+(* the token is there; since that write to s only removes the token, the loop *)
+(* is this one step: it succeeds iff k is unchanged and the token is still in *)
+(* s.  The entry then has no token left to consume, and is not written at all *)
+(* when it has nothing to send either.  Mutant (g) never writes it: it sends  *)
+(* straight after the commit.                                                 *)
 Commit(w) ==
     /\ pc[w] = "commit"
     /\ LET k == key[w]
            r == rec[k]
            m == msg[w]
+           s == Producer(m.id)
            outs == Outs(w, m)
-           e == [in |-> m.id, intok |-> m.tok, out |-> outs]
-       IN IF r.ver = ver[w]
-          THEN /\ rec' = [rec EXCEPT ![k] =
-                    [ver    |-> r.ver + 1,
-                     outbox |-> r.outbox \cup {e},
-                     tokens |-> IF InRecord THEN r.tokens \cup {o.tok : o \in outs}
-                                ELSE r.tokens,
-                     inbox  |-> IF Variant = "Inbox" THEN r.inbox \cup {m.id}
-                                ELSE r.inbox]]
+           e == [in |-> m.id, intok |-> IF OneWrite THEN NoTok ELSE m.tok, out |-> outs]
+           keep == ~OneWrite \/ (outs # {} /\ Variant # "OneWriteNoEntry")
+           new == [ver    |-> r.ver + 1,
+                   outbox |-> IF keep THEN r.outbox \cup {e} ELSE r.outbox,
+                   tokens |-> IF InRecord THEN r.tokens \cup {o.tok : o \in outs}
+                              ELSE r.tokens,
+                   inbox  |-> IF Variant = "Inbox" THEN r.inbox \cup {m.id}
+                              ELSE r.inbox]
+       IN IF r.ver = ver[w] /\ (OneWrite => m.tok \in rec[s].tokens)
+          THEN /\ rec' = IF OneWrite
+                         THEN [rec EXCEPT ![k] = new,
+                                          ![s].tokens = @ \ {m.tok}, ![s].ver = @ + 1]
+                         ELSE [rec EXCEPT ![k] = new]
+               /\ consumed' = IF OneWrite THEN consumed \cup {m.tok} ELSE consumed
                /\ commits' = [commits EXCEPT ![m.id] = @ + 1]
                /\ cpay' = [o \in MsgIds |-> IF o \in Emits(m.id) THEN w ELSE cpay[o]]
                /\ ver' = [ver EXCEPT ![w] = FinVer(r.ver + 1)]
-               /\ fin' = [fin EXCEPT ![w] = e]
-               /\ SetPc(w, IF outs = {} THEN AfterDispatchOf(e) ELSE FinishStart)
+               /\ fin' = [fin EXCEPT ![w] = IF outs = {} /\ ~keep THEN NoFin ELSE e]
+               /\ SetPc(w, CASE outs # {}  -> FinishStart
+                              [] keep       -> AfterDispatchOf(e)
+                              [] OTHER      -> "ack")
           ELSE /\ SetPc(w, ConflictPc(w))        \* Precondition/Conflict
-               /\ UNCHANGED <<rec, commits, cpay, ver, fin>>
-    /\ UNCHANGED <<tokTable, net, msg, leased, key, crashes, dups, sent, consumed>>
+               /\ UNCHANGED <<rec, commits, cpay, ver, fin, consumed>>
+    /\ UNCHANGED <<tokTable, net, msg, leased, key, crashes, dups, sent>>
 
 (* Step 6: ack m.  The copy is gone for good. *)
 Ack(w) ==
