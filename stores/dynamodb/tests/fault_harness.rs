@@ -19,7 +19,7 @@ async fn run(config: Config) -> Report {
 #[tokio::test(flavor = "current_thread")]
 async fn dynamodb_schedules_lose_and_duplicate_nothing() {
     run(Config {
-        schedules: 50,
+        schedules: 150,
         ..Config::default()
     })
     .await;
@@ -28,7 +28,7 @@ async fn dynamodb_schedules_lose_and_duplicate_nothing() {
 #[tokio::test(flavor = "current_thread")]
 async fn sweeper_racing_workers_on_dynamodb_is_harmless() {
     let report = run(Config {
-        schedules: 25,
+        schedules: 60,
         first_seed: 1_001,
         sweep_entities: true,
         sweep_pct: 6,

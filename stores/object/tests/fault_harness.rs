@@ -17,16 +17,16 @@ async fn run(store: ObjectStoreStore, name: &str, config: Config) -> Report {
 }
 
 /// Schedules with the default fault mix, then with the sweeper racing the
-/// workers (entity records included). moto and Azurite take about a
-/// second per schedule in a debug build, hence the small counts.
+/// workers (entity records included): 210 on each server. moto and
+/// Azurite take about a second per schedule in a debug build.
 fn configs() -> [Config; 2] {
     [
         Config {
-            schedules: 60,
+            schedules: 150,
             ..Config::default()
         },
         Config {
-            schedules: 30,
+            schedules: 60,
             first_seed: 1_001,
             sweep_entities: true,
             sweep_pct: 6,
@@ -57,7 +57,7 @@ async fn local_files_schedules_lose_and_duplicate_nothing() {
         .expect("local files");
     for config in configs() {
         let config = Config {
-            schedules: config.schedules * 4,
+            schedules: config.schedules * 2,
             ..config
         };
         run(store.clone(), "local files", config).await;
