@@ -4,12 +4,16 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use bytes::Bytes;
 use exactly::store::Capabilities;
-use exactly::{Precondition, Store, StoreError, Version, Versioned};
+use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 
 use crate::error::{MAX_ITEM_BYTES, map_err};
 use crate::table::{PK, ensure};
@@ -38,6 +42,7 @@ pub struct DynamoDbStore {
     client: Client,
     table: String,
     max_value_bytes: usize,
+    transactions: bool,
 }
 
 fn new_version() -> String {
@@ -54,7 +59,20 @@ impl DynamoDbStore {
             client,
             table,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            transactions: false,
         })
+    }
+
+    /// Offers [`Store::put_all`] through `TransactWriteItems` (and so
+    /// claims `atomic_multi_key`: the protocol's commit then consumes the
+    /// incoming token in the same write). Off by default: DynamoDB
+    /// isolates a transaction from concurrent `PutItem`s, but moto, the
+    /// server the tests run on, does not (its transactions lose concurrent
+    /// updates), so this path is checked here only for all-or-nothing, not
+    /// under concurrency. Turn it on against real DynamoDB only.
+    pub fn transactions(mut self, on: bool) -> Self {
+        self.transactions = on;
+        self
     }
 
     /// Refuses values over `limit` bytes with [`StoreError::TooLarge`]
@@ -93,6 +111,64 @@ fn pk(key: &str) -> AttributeValue {
     AttributeValue::S(key.to_owned())
 }
 
+/// The condition of a conditional put.
+struct Condition {
+    expression: &'static str,
+    /// The version `:v` must be.
+    expected: Option<AttributeValue>,
+}
+
+impl DynamoDbStore {
+    /// The item of a put of `value` at `key` at a fresh version, and its
+    /// condition; `Conflict` for a version that cannot be ours.
+    fn conditional(
+        &self,
+        key: &str,
+        value: &Bytes,
+        precondition: &Precondition,
+    ) -> Result<(HashMap<String, AttributeValue>, Condition, Version), StoreError> {
+        Self::check_key(key)?;
+        StoreError::check_size(key, value.len(), self.max_value_bytes)?;
+        let condition = match precondition {
+            Precondition::Absent => Condition {
+                expression: "attribute_not_exists(pk)",
+                expected: None,
+            },
+            // No version of ours: matches nothing.
+            Precondition::Matches(expected) if !is_ours(expected) => {
+                return Err(StoreError::conflict(key));
+            }
+            Precondition::Matches(expected) => Condition {
+                expression: "v = :v",
+                expected: Some(AttributeValue::N(expected.to_string())),
+            },
+        };
+        let version = new_version();
+        let item = HashMap::from([
+            (PK.to_owned(), pk(key)),
+            (V.to_owned(), AttributeValue::N(version.clone())),
+            (VAL.to_owned(), AttributeValue::B(Blob::new(value.to_vec()))),
+        ]);
+        Ok((item, condition, Version::new(version)))
+    }
+}
+
+/// The index of the write a cancelled transaction refused: its condition
+/// failed, or another transaction held the item.
+fn refused<R>(error: &SdkError<TransactWriteItemsError, R>) -> Option<usize> {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        error.as_service_error()
+    else {
+        return None;
+    };
+    cancelled.cancellation_reasons().iter().position(|r| {
+        matches!(
+            r.code(),
+            Some("ConditionalCheckFailed" | "TransactionConflict")
+        )
+    })
+}
+
 #[async_trait]
 impl Store for DynamoDbStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -124,30 +200,62 @@ impl Store for DynamoDbStore {
         value: Bytes,
         precondition: Precondition,
     ) -> Result<Version, StoreError> {
-        Self::check_key(key)?;
         let size = value.len();
-        StoreError::check_size(key, size, self.max_value_bytes)?;
-        if let Precondition::Matches(expected) = &precondition
-            && !is_ours(expected)
-        {
-            return Err(StoreError::conflict(key)); // no version of ours: matches nothing
-        }
-        let version = new_version();
-        let request = self
+        let (item, condition, version) = self.conditional(key, &value, &precondition)?;
+        let mut request = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item(PK, pk(key))
-            .item(V, AttributeValue::N(version.clone()))
-            .item(VAL, AttributeValue::B(Blob::new(value.to_vec())));
-        let request = match &precondition {
-            Precondition::Absent => request.condition_expression("attribute_not_exists(pk)"),
-            Precondition::Matches(expected) => request
-                .condition_expression("v = :v")
-                .expression_attribute_values(":v", AttributeValue::N(expected.to_string())),
-        };
+            .set_item(Some(item))
+            .condition_expression(condition.expression);
+        if let Some(expected) = condition.expected {
+            request = request.expression_attribute_values(":v", expected);
+        }
         request.send().await.map_err(|e| map_err(e, key, size))?;
-        Ok(Version::new(version))
+        Ok(version)
+    }
+
+    /// One `TransactWriteItems` of conditional puts (up to 100 items, 4 MB
+    /// in all; each costs twice the write capacity of a `PutItem`).
+    async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
+        if !self.transactions {
+            return Err(StoreError::NotSupported(
+                "put_all on DynamoDB needs DynamoDbStore::transactions(true)".into(),
+            ));
+        }
+        let mut items = Vec::with_capacity(writes.len());
+        let mut versions = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let (item, condition, version) = self.conditional(&w.key, &w.value, &w.precondition)?;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition.expression)
+                .set_expression_attribute_values(
+                    condition
+                        .expected
+                        .map(|v| HashMap::from([(":v".to_owned(), v)])),
+                )
+                .build()
+                .map_err(StoreError::generic)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            versions.push(version);
+        }
+        let first = writes.first().map_or("", |w| w.key.as_str());
+        let size = writes.iter().map(|w| w.value.len()).sum();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(versions),
+            Err(error) => Err(match refused(&error) {
+                Some(i) if i < writes.len() => StoreError::conflict(&writes[i].key),
+                _ => map_err(error, first, size),
+            }),
+        }
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -238,8 +346,13 @@ impl Store for DynamoDbStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        let caps = Capabilities::default()
             .with_max_value_bytes(self.max_value_bytes)
-            .with_max_key_bytes(MAX_KEY_BYTES)
+            .with_max_key_bytes(MAX_KEY_BYTES);
+        if self.transactions {
+            caps.with_atomic_multi_key()
+        } else {
+            caps
+        }
     }
 }
