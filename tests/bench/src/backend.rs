@@ -19,6 +19,9 @@ pub enum Backend {
     /// `PostgresStore` + `SqlQueue` sharing one pool.
     #[cfg(feature = "postgres")]
     Postgres(crate::pg::Postgres),
+    /// `PostgresStore` + `RabbitQueue` on the broker at the URL.
+    #[cfg(feature = "rabbitmq")]
+    PostgresRabbit(crate::pg::Postgres, String),
 }
 
 impl Backend {
@@ -28,6 +31,8 @@ impl Backend {
             Backend::Sqlite => "sqlite",
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => "postgres",
+            #[cfg(feature = "rabbitmq")]
+            Backend::PostgresRabbit(..) => "postgres + rabbitmq",
         }
     }
 
@@ -57,6 +62,16 @@ impl Backend {
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(pg) => pg.fresh(workers).await,
+            #[cfg(feature = "rabbitmq")]
+            Backend::PostgresRabbit(pg, url) => {
+                pg.fresh_with(workers, async |_| {
+                    let queue = exactly_transport_rabbitmq::RabbitQueue::connect(url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Arc::new(queue) as Arc<dyn exactly::Transport>)
+                })
+                .await
+            }
         }
     }
 }

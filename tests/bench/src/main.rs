@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p exactly-bench -- sqlite
+//! cargo run --release -p exactly-bench -- postgres-rabbitmq
 //! cargo run --release -p exactly-bench -- memory --quick
 //! ```
 
@@ -87,6 +88,8 @@ enum Scenario {
     Sqlite,
     /// PostgresStore + SqlQueue on PostgreSQL, and pgbench.
     Postgres,
+    /// PostgresStore + RabbitQueue (PostgreSQL and RabbitMQ servers).
+    PostgresRabbitmq,
     /// Throughput vs concurrency on SQLite (and PostgreSQL), with the plot.
     Sweep,
     /// All of the above.
@@ -144,11 +147,13 @@ async fn run(cli: &Cli) -> Result<(), String> {
             .await
             .map(drop),
         Scenario::Postgres => postgres(&s).await,
+        Scenario::PostgresRabbitmq => postgres_rabbitmq(&s).await,
         Scenario::Sweep => sweep(&s, &cli.plot).await,
         Scenario::All => {
             scenario::backend_scenario(&Backend::Memory, &s, quiet).await?;
             scenario::backend_scenario(&Backend::Sqlite, &s, quiet).await?;
             postgres(&s).await?;
+            postgres_rabbitmq(&s).await?;
             sweep(&s, &cli.plot).await
         }
     }
@@ -162,6 +167,17 @@ async fn sweep(s: &Settings, plot: &std::path::Path) -> Result<(), String> {
 #[cfg(feature = "postgres")]
 async fn postgres(s: &Settings) -> Result<(), String> {
     scenario::postgres(s).await
+}
+
+#[cfg(feature = "rabbitmq")]
+async fn postgres_rabbitmq(s: &Settings) -> Result<(), String> {
+    scenario::postgres_rabbitmq(s).await
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+async fn postgres_rabbitmq(_: &Settings) -> Result<(), String> {
+    println!("## postgres + rabbitmq\n\nSkipped: built without the `rabbitmq` feature.\n");
+    Ok(())
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -7,9 +7,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use exactly::Transport;
 use exactly_store_postgres::PostgresStore;
 use exactly_transport_sql::SqlQueue;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, Row};
 
 use crate::workload::Fresh;
@@ -75,6 +76,25 @@ impl Postgres {
     /// A pool big enough for `workers` workers and as many producers, a
     /// store and a queue on it, both tables emptied.
     pub async fn fresh(&self, workers: usize) -> Result<Fresh, String> {
+        self.fresh_with(workers, async |pool: &PgPool| {
+            let queue = SqlQueue::from_pg_pool(pool.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            pool.execute("TRUNCATE exactly_queue")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(queue) as Arc<dyn Transport>)
+        })
+        .await
+    }
+
+    /// A store on such a pool, its table emptied, and the transport
+    /// `transport` makes (given the pool).
+    pub async fn fresh_with(
+        &self,
+        workers: usize,
+        transport: impl AsyncFnOnce(&PgPool) -> Result<Arc<dyn Transport>, String>,
+    ) -> Result<Fresh, String> {
         let connections = u32::try_from(2 * workers + 4).unwrap_or(u32::MAX).max(10);
         let pool = exactly_store_postgres::pool_options()
             .max_connections(connections)
@@ -84,15 +104,12 @@ impl Postgres {
         let store = PostgresStore::from_pool(pool.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let queue = SqlQueue::from_pg_pool(pool.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        pool.execute("TRUNCATE exactly_kv, exactly_queue")
+        pool.execute("TRUNCATE exactly_kv")
             .await
             .map_err(|e| e.to_string())?;
         Ok(Fresh {
             store: Arc::new(store),
-            transport: Arc::new(queue),
+            transport: transport(&pool).await?,
             _keep: Box::new(pool),
         })
     }

@@ -259,8 +259,36 @@ pub async fn postgres(s: &Settings) -> Result<(), String> {
 fn backends_pg(backend: &Backend) -> Vec<&crate::pg::Postgres> {
     match backend {
         Backend::Postgres(pg) => vec![pg],
+        #[cfg(feature = "rabbitmq")]
+        Backend::PostgresRabbit(pg, _) => vec![pg],
         _ => Vec::new(),
     }
+}
+
+/// `PostgresStore` + `RabbitQueue`: the store as in [`postgres`], the
+/// queue on RabbitMQ (`EXACTLY_TEST_RABBITMQ_URL`). Skipped with a note
+/// when either server is not configured.
+#[cfg(feature = "rabbitmq")]
+pub async fn postgres_rabbitmq(s: &Settings) -> Result<(), String> {
+    let servers = crate::pg::Postgres::connect().await.and_then(|pg| {
+        std::env::var("EXACTLY_TEST_RABBITMQ_URL")
+            .map(|url| (pg, url))
+            .map_err(|_| {
+                "EXACTLY_TEST_RABBITMQ_URL is not set (scripts/services.sh up rabbitmq)".into()
+            })
+    });
+    let (pg, url) = match servers {
+        Ok(servers) => servers,
+        Err(why) => {
+            println!("## postgres + rabbitmq\n\nSkipped: {why}\n");
+            return Ok(());
+        }
+    };
+    let note = format!("Server settings: {}.\n", pg.durability);
+    let backend = Backend::PostgresRabbit(pg, url);
+    backend_scenario(&backend, s, &note).await?;
+    check_durability(&backends_pg(&backend)).await;
+    Ok(())
 }
 
 /// Warns when the server's durability settings changed during the runs.
