@@ -15,8 +15,8 @@ use crate::context::{Context, Incoming};
 use crate::error::HandlerError;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
-use crate::message::Envelope;
 use crate::message::Message;
+use crate::message::{DedupToken, Envelope};
 use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
 use crate::store::{Store, Version, Write};
 
@@ -61,7 +61,7 @@ impl Core {
         }
         let finisher = self.finisher(probe);
         if self.is(Mutant::CheckTokenBeforeLoad)
-            && !self.is_owed(envelope, key, None, probe).await?
+            && self.owed(envelope, key, None, probe).await?.is_none()
         {
             return Ok(Outcome::Duplicate);
         }
@@ -196,8 +196,8 @@ impl Core {
 
         finisher.step(Step::Commit).await;
         let committed = match consume {
-            Some(Consume::Holder(holder)) => {
-                self.commit_consuming(key, &base, &record, envelope, holder)
+            Some(Consume::Holder(holder, token)) => {
+                self.commit_consuming(key, &base, &record, &token, *holder)
                     .await
             }
             _ => commit_attempt(self.store.as_ref(), key, &base, &record).await,
@@ -242,7 +242,8 @@ impl Core {
             return record.tokens.remove(&token.id).then_some(Consume::Own);
         }
         let atomic = self.store.capabilities().atomic_multi_key;
-        holder.filter(|_| atomic).map(Consume::Holder)
+        let holder = holder.filter(|_| atomic)?;
+        Some(Consume::Holder(Box::new(holder), token.clone()))
     }
 
     /// Step 3's write and step 5a's in one atomic `put_all`: the entity's
@@ -255,12 +256,9 @@ impl Core {
         key: &str,
         base: &Loaded,
         record: &EntityRecord,
-        envelope: &Envelope,
+        token: &DedupToken,
         mut holder: Loaded,
     ) -> Result<Version, AttemptError> {
-        let Some(token) = envelope.token.as_ref() else {
-            return commit_attempt(self.store.as_ref(), key, base, record).await;
-        };
         let entity = Write {
             key: key.to_owned(),
             value: record.encode(),
@@ -338,17 +336,6 @@ impl Core {
         Ok(Outcome::Processed)
     }
 
-    /// Step 2: is the message still owed processing?
-    async fn is_owed(
-        &self,
-        envelope: &Envelope,
-        key: &str,
-        loaded: Option<&Loaded>,
-        probe: Option<&dyn Probe>,
-    ) -> Result<bool, AttemptError> {
-        Ok(self.owed(envelope, key, loaded, probe).await?.is_some())
-    }
-
     /// Step 2: is the message still owed processing? With a token: is the
     /// token still in the sender's record. Without one: is the id absent
     /// from the entity's identity inbox (fallback mode). `None` if not
@@ -408,7 +395,7 @@ impl Core {
         match fetch_claim(blobs.as_ref(), reference).await {
             Ok((blob, body)) => Ok(Some((body, Some(blob.key)))),
             Err(BlobError::NotFound { key: blob }) => {
-                if self.is_owed(envelope, "", None, probe).await? {
+                if self.owed(envelope, "", None, probe).await?.is_some() {
                     Err(AttemptError::Poison(format!(
                         "claim-checked body {blob:?} is missing"
                     )))
@@ -459,7 +446,7 @@ enum Consume {
     /// The entity's own record held it: removed from the committed record.
     Own,
     /// Another record held it (as read in step 2): written with the commit.
-    Holder(Loaded),
+    Holder(Box<Loaded>, DedupToken),
 }
 
 /// A handler that was superseded restarts the attempt; any other failure

@@ -3,7 +3,7 @@
 //! | step | spec action | function |
 //! |---|---|---|
 //! | 1 load | `Load` | [`attempt::load_entity`] |
-//! | 2 dedup | `CheckToken`, `Reread` | `Core::is_owed`, `Core::attempt` |
+//! | 2 dedup | `CheckToken`, `Reread` | `Core::owed`, `Core::attempt` |
 //! | 3 run + commit | `Handle`, `Commit` | `Core::attempt`, [`attempt::commit_attempt`] |
 //! | 4 dispatch | `Dispatch` | [`finish::Finisher::dispatch`] |
 //! | 5 consume, clean | `ConsumeToken`, `RemoveEntry` | [`finish::Finisher::consume_token`], [`finish::Finisher::remove_entry`] |

@@ -7,10 +7,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use exactly::harness::{self, Backend, BackendFactory, Config, Report, ScheduleEnv};
+use exactly::harness::{Backend, BackendFactory, Config, Report, ScheduleEnv};
 use exactly::{MemoryStore, Transport, TransportError};
+use exactly_conformance::harness::run_schedules;
 
 /// A prefix no earlier run against the same server used (`r` + seconds
 /// since the epoch in base 36), so queues left by an aborted run never
@@ -84,14 +85,8 @@ pub async fn fault_harness(label: &str, schedules: u64, factory: &BackendFactory
     let config = Config {
         schedules,
         ..Config::default()
-    }
-    .from_env();
-    let start = Instant::now();
-    let report = harness::run(&config, factory).await;
-    println!("{report}\nin {:.1?} over {label}", start.elapsed());
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicated, 0, "{report}");
-    assert!(report.violations.is_empty(), "{report}");
+    };
+    let report = run_schedules(label, config, factory).await;
     assert!(
         report.faults.crashes > 0 && report.faults.stale_workers > 0,
         "faults were injected: {report}"
