@@ -22,6 +22,9 @@ pub enum Backend {
     /// `PostgresStore` + `RabbitQueue` on the broker at the URL.
     #[cfg(feature = "rabbitmq")]
     PostgresRabbit(crate::pg::Postgres, String),
+    /// `ObjectStoreStore` in a fresh S3 bucket + `NatsQueue`.
+    #[cfg(feature = "s3-nats")]
+    S3Nats(crate::s3_nats::S3Nats),
 }
 
 impl Backend {
@@ -33,14 +36,20 @@ impl Backend {
             Backend::Postgres(_) => "postgres",
             #[cfg(feature = "rabbitmq")]
             Backend::PostgresRabbit(..) => "postgres + rabbitmq",
+            #[cfg(feature = "s3-nats")]
+            Backend::S3Nats(_) => "s3 + nats",
         }
     }
 
-    /// A fresh store and transport for one run with `workers` workers.
-    pub async fn fresh(&self, workers: usize) -> Result<Fresh, String> {
+    /// A fresh store and transport for run `run` (a name no other run
+    /// has, see [`crate::workload::run_name`]) with `workers` workers.
+    pub async fn fresh(&self, workers: usize, run: &str) -> Result<Fresh, String> {
+        #[cfg(not(feature = "s3-nats"))]
+        let _ = run; // The other backends empty their tables instead.
         match self {
+            // With `put_all` (the store's opt-in), like SQLite and PostgreSQL.
             Backend::Memory => Ok(Fresh {
-                store: Arc::new(MemoryStore::new()),
+                store: Arc::new(MemoryStore::new().atomic_multi_key(true)),
                 transport: Arc::new(MemoryTransport::new()),
                 _keep: Box::new(()),
             }),
@@ -72,6 +81,20 @@ impl Backend {
                 })
                 .await
             }
+            #[cfg(feature = "s3-nats")]
+            Backend::S3Nats(servers) => servers.fresh(run).await,
         }
     }
+}
+
+/// The server URL in the environment variable `var`; `Err` says how to
+/// start `service` and set it.
+#[cfg(any(feature = "rabbitmq", feature = "s3-nats"))]
+pub fn server_url(var: &str, service: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| {
+        format!(
+            "{var} is not set (`scripts/services.sh up {service}`, then \
+             `eval \"$(scripts/services.sh env)\"`)"
+        )
+    })
 }

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p exactly-bench -- sqlite
 //! cargo run --release -p exactly-bench -- postgres-rabbitmq
+//! cargo run --release -p exactly-bench -- s3-nats
 //! cargo run --release -p exactly-bench -- memory --quick
 //! ```
 
@@ -18,6 +19,8 @@ mod pg;
 mod plot;
 mod producer;
 mod report;
+#[cfg(feature = "s3-nats")]
+mod s3_nats;
 mod scenario;
 mod workload;
 
@@ -31,15 +34,26 @@ use exactly::Guarantee;
 use backend::Backend;
 use scenario::Settings;
 
+/// Messages per run of the workload table, unless `--messages` says.
+const MESSAGES: u64 = 5_000;
+
+/// The same for `s3-nats`: moto, one Python process, served only ~450
+/// S3 requests/s in the benchmark here (`docs/benchmarks.md`), and an
+/// exactly-once message costs 8 of them (6 by the endpoint, 2 by the
+/// producer; 14 in the chain), so 300 messages take 5–10 s per
+/// exactly-once run.
+const S3_MESSAGES: u64 = 300;
+
 /// Exactly-once against at-least-once: both modes, same backend, same run.
 #[derive(Debug, Parser)]
 #[command(name = "exactly-bench")]
 struct Cli {
     /// What to measure.
     scenario: Scenario,
-    /// Messages per run of the workload table.
-    #[arg(long, default_value_t = 5_000)]
-    messages: u64,
+    /// Messages per run of the workload table [default: 5000; s3-nats:
+    /// 300, as moto serves only a few hundred S3 requests/s].
+    #[arg(long)]
+    messages: Option<u64>,
     /// Workers per endpoint.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -90,6 +104,8 @@ enum Scenario {
     Postgres,
     /// PostgresStore + RabbitQueue (PostgreSQL and RabbitMQ servers).
     PostgresRabbitmq,
+    /// ObjectStoreStore on S3 (moto) + NatsQueue; 300 messages by default.
+    S3Nats,
     /// Throughput vs concurrency on SQLite (and PostgreSQL), with the plot.
     Sweep,
     /// All of the above.
@@ -104,9 +120,11 @@ enum Modes {
 }
 
 impl Cli {
-    fn settings(&self) -> Settings {
+    /// The settings, with `messages` messages per run unless `--messages`
+    /// or `--quick` says otherwise.
+    fn settings(&self, messages: u64) -> Settings {
         let quick = |full: u64, smoke: u64| if self.quick { smoke } else { full };
-        let messages = quick(self.messages, 200);
+        let messages = quick(self.messages.unwrap_or(messages), 200);
         Settings {
             messages,
             concurrency: self.concurrency,
@@ -132,7 +150,7 @@ impl Cli {
 }
 
 async fn run(cli: &Cli) -> Result<(), String> {
-    let s = cli.settings();
+    let s = cli.settings(MESSAGES);
     println!(
         "Machine: {}. Load average at the start: {}.\n",
         measure::machine(),
@@ -148,12 +166,14 @@ async fn run(cli: &Cli) -> Result<(), String> {
             .map(drop),
         Scenario::Postgres => postgres(&s).await,
         Scenario::PostgresRabbitmq => postgres_rabbitmq(&s).await,
+        Scenario::S3Nats => s3_nats(&cli.settings(S3_MESSAGES)).await,
         Scenario::Sweep => sweep(&s, &cli.plot).await,
         Scenario::All => {
             scenario::backend_scenario(&Backend::Memory, &s, quiet).await?;
             scenario::backend_scenario(&Backend::Sqlite, &s, quiet).await?;
             postgres(&s).await?;
             postgres_rabbitmq(&s).await?;
+            s3_nats(&cli.settings(S3_MESSAGES)).await?;
             sweep(&s, &cli.plot).await
         }
     }
@@ -174,16 +194,27 @@ async fn postgres_rabbitmq(s: &Settings) -> Result<(), String> {
     scenario::postgres_rabbitmq(s).await
 }
 
-#[cfg(not(feature = "rabbitmq"))]
-async fn postgres_rabbitmq(_: &Settings) -> Result<(), String> {
-    println!("## postgres + rabbitmq\n\nSkipped: built without the `rabbitmq` feature.\n");
-    Ok(())
+#[cfg(feature = "s3-nats")]
+async fn s3_nats(s: &Settings) -> Result<(), String> {
+    scenario::s3_nats(s).await
 }
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(_: &Settings) -> Result<(), String> {
-    println!("## postgres\n\nSkipped: built without the `postgres` feature.\n");
-    Ok(())
+    scenario::skipped("postgres", "built without the `postgres` feature.")
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+async fn postgres_rabbitmq(_: &Settings) -> Result<(), String> {
+    scenario::skipped(
+        "postgres + rabbitmq",
+        "built without the `rabbitmq` feature.",
+    )
+}
+
+#[cfg(not(feature = "s3-nats"))]
+async fn s3_nats(_: &Settings) -> Result<(), String> {
+    scenario::skipped("s3 + nats", "built without the `s3-nats` feature.")
 }
 
 fn main() -> ExitCode {

@@ -2,8 +2,9 @@
 //! increments the entity's counter and, in the chain shape, sends one
 //! `Bump` on to a second endpoint (the outbox path); one measured run.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use exactly::{
     Context, Endpoint, Guarantee, Handler, HandlerError, Message, Sender, Store, Transport,
@@ -111,17 +112,32 @@ pub struct Fresh {
     pub _keep: Box<dyn std::any::Any + Send>,
 }
 
-/// Runs `spec` on `fresh`; `run_id` keeps queue names apart between runs.
+/// A name for the next run, no other run's: of this process (a counter)
+/// nor of an earlier one (its start time and id), since RabbitMQ, NATS and
+/// S3 keep queues and buckets from one invocation to the next.
+pub fn run_name() -> String {
+    static PROCESS: LazyLock<String> = LazyLock::new(|| {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{secs:x}-{:x}", std::process::id())
+    });
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `spec` on `fresh`; the queues are named after `run` (see
+/// [`run_name`]).
 pub async fn run(
     fresh: Fresh,
     spec: &Spec,
-    run_id: u64,
+    run: &str,
     bar: &ProgressBar,
 ) -> Result<RunResult, String> {
-    let first = format!("bench{run_id}a");
+    let first = format!("bench-{run}-a");
     let last = match spec.shape {
         Shape::Direct => first.clone(),
-        Shape::Chain => format!("bench{run_id}b"),
+        Shape::Chain => format!("bench-{run}-b"),
     };
     let window = Arc::new(Semaphore::new(spec.window));
     let observed = Arc::new(Observed::new(

@@ -1,6 +1,7 @@
 //! Runs the benchmark binary's `--quick` smoke run on the in-memory
-//! backends, so CI exercises every code path of a run. No timing is
-//! asserted: speed is measured by running the benchmark, not by tests.
+//! backends, so CI exercises every code path of a run, and a server
+//! scenario without its servers. No timing is asserted: speed is measured
+//! by running the benchmark, not by tests.
 
 use std::process::Command;
 
@@ -23,4 +24,19 @@ fn quick_memory_run_prints_both_modes() {
     }
     assert!(stdout.contains("contention"), "{stdout}");
     assert!(!stderr.contains("WARNING"), "{stderr}");
+}
+
+#[cfg(feature = "s3-nats")]
+#[test]
+fn s3_nats_without_servers_is_skipped() {
+    let output = Command::new(env!("CARGO_BIN_EXE_exactly-bench"))
+        .arg("s3-nats")
+        .env_remove("EXACTLY_TEST_S3_URL")
+        .env_remove("EXACTLY_TEST_NATS_URL")
+        .output()
+        .expect("the benchmark binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Skipped:"), "{stdout}");
+    assert!(stdout.contains("EXACTLY_TEST_S3_URL"), "{stdout}");
 }
