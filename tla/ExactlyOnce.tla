@@ -53,6 +53,7 @@ Variants == {"Good",
              "SendBeforeCommit",    \* (f) send outgoing messages before commit
              "OneWrite",            \* commit + consume in one atomic write of two keys
              "OneWriteNoEntry",     \* (g) as OneWrite, but never an OutboxEntry: send after it
+             "ForgetWholeEntry",    \* (h) a consume drops every entry listing its message
              "Inbox"}               \* identity-inbox fallback with a retention window
 
 ASSUME Variant \in Variants
@@ -95,6 +96,10 @@ InRecord == Variant \notin TokTableVariants \cup {"Inbox"}
 
 (* Does the commit consume the incoming token (Store::put_all)? *)
 OneWrite == Variant \in {"OneWrite", "OneWriteNoEntry"}
+
+(* With tokens in records, the intent client leaves its dispatched entry for   *)
+(* the receiver's consume to drop (it remembers what it sent, pc "sent").      *)
+ClientLeavesEntry == InRecord
 
 -----------------------------------------------------------------------------
 VARIABLES
@@ -157,7 +162,19 @@ AfterFinish(p) ==
 AfterDispatchOf(e) ==
     IF e.intok = NoTok THEN "remove"
     ELSE IF Variant = "RemoveBeforeConsume" THEN "remove" ELSE "consume"
-AfterDispatch(p) == AfterDispatchOf(fin[p])
+AfterDispatch(p) ==
+    IF p = Client /\ ClientLeavesEntry THEN "sent" ELSE AfterDispatchOf(fin[p])
+
+(* Consuming token t means its message is processed: every entry of the       *)
+(* holder forgets that message, and an entry left with nothing to do (nothing  *)
+(* to send, no token to consume) goes in the same write                        *)
+(* (EntityRecord::consume_token).  Mutant (h) drops every entry that lists the *)
+(* message, whatever else it still has to do.                                  *)
+Forgotten(outbox, t) ==
+    IF Variant = "ForgetWholeEntry"
+    THEN {e \in outbox : \A o \in e.out : o.tok # t}
+    ELSE {e \in {[f EXCEPT !.out = {o \in f.out : o.tok # t}] : f \in outbox} :
+            e.out # {} \/ e.intok # NoTok}
 
 ConflictPc(p) == CASE p \in Workers -> StartPc
                    [] p = Sweeper   -> "idle"
@@ -311,7 +328,9 @@ Commit(w) ==
        IN IF r.ver = ver[w] /\ (OneWrite => m.tok \in rec[s].tokens)
           THEN /\ rec' = IF OneWrite
                          THEN [rec EXCEPT ![k] = new,
-                                          ![s].tokens = @ \ {m.tok}, ![s].ver = @ + 1]
+                                          ![s].tokens = @ \ {m.tok},
+                                          ![s].outbox = Forgotten(@, m.tok),
+                                          ![s].ver = @ + 1]
                          ELSE [rec EXCEPT ![k] = new]
                /\ consumed' = IF OneWrite THEN consumed \cup {m.tok} ELSE consumed
                /\ commits' = [commits EXCEPT ![m.id] = @ + 1]
@@ -401,7 +420,9 @@ ConsumeToken(p) ==
            s == Producer(fin[p].in)
        IN /\ IF InRecord
              THEN rec' = IF t \in rec[s].tokens
-                         THEN [rec EXCEPT ![s].tokens = @ \ {t}, ![s].ver = @ + 1]
+                         THEN [rec EXCEPT ![s].tokens = @ \ {t},
+                                          ![s].outbox = Forgotten(@, t),
+                                          ![s].ver = @ + 1]
                          ELSE rec
              ELSE rec' = rec
           /\ tokTable' = tokTable \ {t}
@@ -428,6 +449,9 @@ RemoveEntry(p) ==
 
 -----------------------------------------------------------------------------
 (* The recovery Sweeper (Sweeper::sweep_once): scan records, finish any entry. *)
+(* An intent entry the client remembers dispatching (the Sender's sweeper      *)
+(* shares its memory) may be removed without sending it again; either choice   *)
+(* is allowed, as a sweeper in another process does not know.                  *)
 SweepLoad ==
     /\ UseSweeper
     /\ pc[Sweeper] = "idle"
@@ -435,12 +459,15 @@ SweepLoad ==
          /\ key' = [key EXCEPT ![Sweeper] = k]
          /\ ver' = [ver EXCEPT ![Sweeper] = FinVer(rec[k].ver)]
          /\ fin' = [fin EXCEPT ![Sweeper] = e]
-    /\ SetPc(Sweeper, FinishStart)
+         /\ \/ SetPc(Sweeper, FinishStart)
+            \/ /\ pc[Client] = "sent" /\ fin[Client].in = e.in
+               /\ SetPc(Sweeper, "remove")
     /\ UNCHANGED <<rec, tokTable, net, msg, leased, crashes, dups,
                    commits, cpay, sent, consumed>>
 
 (* The intent client: commits an OutboxEntry holding m1 (and m1's token) into  *)
-(* its record C, then finishes it like any other entry.                        *)
+(* its record C, then dispatches it and, with tokens in records, stops there   *)
+(* ("sent"): the receiver's consume of m1's token drops the entry.             *)
 ClientCommit ==
     /\ pc[Client] = "intent"
     /\ LET m1 == [id |-> "m1", pay |-> "seed",
@@ -532,7 +559,7 @@ TypeOK ==
     /\ BagToSet(net) \subseteq Msg
     /\ pc \in [Procs -> {"idle", "intent", "load", "check", "reread", "handle",
                          "commit", "mktok", "dispatch", "record", "consume",
-                         "remove", "ack", "done"}]
+                         "remove", "ack", "done", "sent"}]
     /\ msg \in [Workers -> Msg \cup {NoMsg}]
     /\ leased \in [Workers -> BOOLEAN]
     /\ \A p \in Procs : fin[p] \in Entry \cup {NoFin}
@@ -570,7 +597,7 @@ TokensBounded == \A t \in AllTokens : Referenced(t) /\ t \notin consumed
 Quiescent ==
     /\ \A w \in Workers : pc[w] = "idle"
     /\ net = EmptyBag
-    /\ pc[Client] = "done"
+    /\ pc[Client] \in {"done", "sent"}
     /\ pc[Sweeper] = "idle"
     /\ UseSweeper => \A k \in Keys : rec[k].outbox = {}
 

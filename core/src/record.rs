@@ -59,8 +59,18 @@ impl OutboxEntry {
     /// Whether finishing it has nothing to do: no message, call, token,
     /// claim-check body or blob.
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-            && self.calls.is_empty()
+        self.messages.is_empty() && self.nothing_but_messages()
+    }
+
+    /// Whether sending its messages is all that is left to do (no token to
+    /// consume, no call, no claim-check body, no blob): such an entry goes
+    /// with the consume of its last message's token.
+    pub fn sends_only(&self) -> bool {
+        !self.messages.is_empty() && self.nothing_but_messages()
+    }
+
+    fn nothing_but_messages(&self) -> bool {
+        self.calls.is_empty()
             && self.incoming_token.is_none()
             && self.incoming_claim.is_none()
             && self.doomed.is_empty()
@@ -111,6 +121,24 @@ impl EntityRecord {
     /// The pending entry produced by `incoming`, if any.
     pub fn entry(&self, incoming: MessageId) -> Option<&OutboxEntry> {
         self.outbox.iter().find(|e| e.incoming == incoming)
+    }
+
+    /// Consumes the token of message `id` (a receiver has committed it):
+    /// removes the token and, since `id` is processed, forgets it in every
+    /// entry that still lists it for dispatch. An entry left with nothing
+    /// to do is dropped in the same write: this is how a `Sender`'s intent
+    /// entry, and the entry of a one-write commit that sent one message,
+    /// go away without a write of their own. Returns whether the token was
+    /// there.
+    pub fn consume_token(&mut self, id: MessageId) -> bool {
+        if !self.tokens.remove(&id) {
+            return false;
+        }
+        for entry in &mut self.outbox {
+            entry.messages.retain(|m| m.envelope.id != id);
+        }
+        self.outbox.retain(|e| !e.is_empty());
+        true
     }
 
     /// Whether nothing is pending: no outbox entry, no token.

@@ -2,7 +2,9 @@
 //! script) with the same guarantees a handler's sends have. Each message is
 //! first committed as an *intent record* holding its `OutboxEntry` and its
 //! `DedupToken`, then dispatched; the sweeper dispatches it if the sender
-//! dies in between.
+//! dies in between. Once dispatched, the entry is left for the receiver:
+//! its consume of the token drops it in the same write, so a message costs
+//! the sender one store write.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
+use crate::protocol::dispatched::Dispatched;
 use crate::protocol::finish::Finisher;
 use crate::protocol::{AttemptError, Probe, Sweeper};
 use crate::record::{
@@ -82,6 +85,7 @@ pub struct Sender {
     codec: Arc<dyn Codec>,
     env: Env,
     retention: Duration,
+    dispatched: Arc<Dispatched>,
 }
 
 /// How long a `Sender` keeps a processed message's intent record by default
@@ -104,6 +108,7 @@ impl Sender {
             codec: Arc::new(Json),
             env: Env::system(),
             retention: DEFAULT_INTENT_RETENTION,
+            dispatched: Arc::default(),
         })
     }
 
@@ -233,7 +238,10 @@ impl Sender {
         });
         let finisher = self.finisher(probe);
         let committed = self.commit_intent(&finisher, &key, record).await?;
-        match finisher.finish_pending(&key, committed.clone()).await {
+        match self
+            .dispatch_pending(&finisher, id, committed.clone())
+            .await
+        {
             Ok(done) => return Ok(done),
             Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
                 warn!(%id, %reason, "intent committed but not yet dispatched; the sweeper will");
@@ -241,6 +249,37 @@ impl Sender {
             Err(AttemptError::Conflict) => {}
         }
         Ok(committed)
+    }
+
+    /// Sends what the intent record for `id` has pending. Its intent entry
+    /// (the one for `id`, which only sends a message) is left in place once
+    /// sent, and remembered as sent: the receiver's consume of its token
+    /// drops it, so this sender does not write again. An entry this sender
+    /// already sent is skipped; any other entry (a `run_once` commit's) is
+    /// finished in full.
+    async fn dispatch_pending(
+        &self,
+        finisher: &Finisher<'_>,
+        id: MessageId,
+        mut current: Loaded,
+    ) -> Result<Loaded, AttemptError> {
+        let key = self.record_key(id);
+        let key = key.as_str();
+        for entry in current.record.outbox.clone() {
+            let intent = entry.incoming == id;
+            if intent && self.dispatched.contains(key) {
+                continue;
+            }
+            if !(intent && entry.sends_only()) {
+                current = finisher.finish_entry(key, current, &entry).await?;
+                continue;
+            }
+            // Remembered only once sent: the sweeper removes a remembered
+            // entry without sending it.
+            finisher.dispatch(&entry).await?;
+            self.dispatched.remember(key);
+        }
+        Ok(current)
     }
 
     /// The store key of the intent record for `id`.
@@ -325,7 +364,7 @@ impl Sender {
                 return Ok(Once::Missing);
             }
             if !loaded.record.outbox.is_empty() {
-                match finisher.finish_pending(&key, loaded.clone()).await {
+                match self.dispatch_pending(&finisher, id, loaded.clone()).await {
                     Ok(done) => loaded = done,
                     Err(AttemptError::Conflict) => continue,
                     Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
@@ -377,7 +416,7 @@ impl Sender {
                         version: Some(version),
                     };
                     if let Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) =
-                        finisher.finish_pending(&key, committed).await
+                        self.dispatch_pending(&finisher, id, committed).await
                     {
                         warn!(%id, %reason, "committed; the sweeper will send the rest");
                     }
@@ -400,6 +439,12 @@ impl Sender {
             .env(self.env.clone())
             .min_age(Duration::from_secs(2))
             .expire_finished(self.retention)
+            .dispatched(self.dispatched_memory())
+    }
+
+    /// The memory of sent intent entries this sender's sweeper shares.
+    pub(crate) fn dispatched_memory(&self) -> Arc<Dispatched> {
+        self.dispatched.clone()
     }
 
     fn finisher<'a>(&'a self, probe: Option<&'a dyn Probe>) -> Finisher<'a> {

@@ -47,25 +47,10 @@ async fn catches_with(mutant: Mutant, expected: &[ViolationKind], base: Config) 
     );
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn catches_token_check_before_load() {
-    catches(Mutant::CheckTokenBeforeLoad, &[ViolationKind::Duplicated]).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn catches_token_recreated_at_dispatch() {
-    catches(
-        Mutant::RecreateTokenAtDispatch,
-        &[ViolationKind::Duplicated, ViolationKind::LeftoverToken],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn catches_drop_without_reread() {
-    // The leftover entry is finished by the next message to the same entity,
-    // so spread the messages over more entities and pause workers more often.
-    let base = Config {
+/// Messages spread over more entities, workers crashed and paused more
+/// often: for mutants whose window is a stale read.
+fn spread_and_paused() -> Config {
+    Config {
         workload: Workload {
             chains: 4,
             hops: 3,
@@ -74,11 +59,38 @@ async fn catches_drop_without_reread() {
         crash_pct: 6,
         stale_pct: 15,
         ..Config::default()
-    };
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_token_check_before_load() {
+    catches(Mutant::CheckTokenBeforeLoad, &[ViolationKind::Duplicated]).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_token_recreated_at_dispatch() {
+    // A consume makes every entry forget the consumed message, so only a
+    // finisher that read the entry before the consume recreates the token.
+    catches_with(
+        Mutant::RecreateTokenAtDispatch,
+        &[ViolationKind::Duplicated, ViolationKind::LeftoverToken],
+        spread_and_paused(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_forgetting_a_whole_entry() {
+    catches(Mutant::ForgetWholeEntry, &[ViolationKind::Duplicated]).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_drop_without_reread() {
+    // The leftover entry is finished by the next message to the same entity.
     catches_with(
         Mutant::DropWithoutReread,
         &[ViolationKind::LeftoverOutbox],
-        base,
+        spread_and_paused(),
     )
     .await;
 }

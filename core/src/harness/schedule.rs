@@ -261,7 +261,10 @@ impl World {
             .calls(executor)
             .blobs(blobs.clone())
             .with_stats(Arc::default(), config.mutant)
-            .prefix(intent_prefix.clone());
+            .prefix(intent_prefix.clone())
+            // Shares the sender's memory of sent intents (removed without a
+            // resend); the final intent sweep has none (resends them).
+            .dispatched(sender.dispatched_memory());
         if config.sweep_entities {
             for name in &names {
                 sweeper = sweeper.prefix(format!("{ENTITY_PREFIX}{name}/"));

@@ -239,7 +239,7 @@ impl Core {
             return None;
         }
         if token.record == key {
-            return record.tokens.remove(&token.id).then_some(Consume::Own);
+            return record.consume_token(token.id).then_some(Consume::Own);
         }
         let atomic = self.store.capabilities().atomic_multi_key;
         let holder = holder.filter(|_| atomic)?;
@@ -270,7 +270,7 @@ impl Core {
                 break;
             }
             let mut consumed = holder.record.clone();
-            consumed.tokens.remove(&token.id);
+            consumed.consume_token(token.id);
             let writes = vec![
                 entity.clone(),
                 Write {

@@ -278,7 +278,12 @@ impl Finisher<'_> {
                     return Ok(());
                 }
                 let mut record = holder.record.clone();
-                record.tokens.remove(&token.id);
+                if self.is(Mutant::ForgetWholeEntry) {
+                    let lists =
+                        |e: &OutboxEntry| e.messages.iter().any(|m| m.envelope.id == token.id);
+                    record.outbox.retain(|e| !lists(e));
+                }
+                record.consume_token(token.id);
                 self.step(Step::ConsumeToken).await;
                 match write_record(self.store, &token.record, &holder, &record).await {
                     Ok(_) => return Ok(()),

@@ -12,6 +12,7 @@
 pub(crate) mod attempt;
 mod core;
 pub(crate) mod delivery;
+pub(crate) mod dispatched;
 pub(crate) mod finish;
 mod mutant;
 mod stats;

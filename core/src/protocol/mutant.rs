@@ -24,16 +24,22 @@ pub enum Mutant {
     DispatchBeforeCommit,
     /// The blob collector deletes old blobs without checking references.
     CollectWithoutChecking,
+    /// Consuming a token drops every `OutboxEntry` that lists its message,
+    /// not only those left with nothing to do. An entry whose own incoming
+    /// token is still unconsumed goes too: a crash before that consume,
+    /// and a redelivery runs the handler again.
+    ForgetWholeEntry,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 7] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
         Mutant::RemoveEntryBeforeConsume,
         Mutant::DispatchBeforeCommit,
         Mutant::CollectWithoutChecking,
+        Mutant::ForgetWholeEntry,
     ];
 }

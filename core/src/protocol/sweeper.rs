@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use super::dispatched::Dispatched;
 use super::finish::Finisher;
 use super::stats::Counter;
 use super::{AttemptError, Mutant, Probe, Stats, Step, pause};
@@ -16,6 +17,7 @@ use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
 use crate::env::Env;
 use crate::error::StoreError;
+use crate::message::MessageId;
 use crate::record::{Loaded, read_record};
 use crate::store::Store;
 use crate::transport::Transport;
@@ -40,6 +42,7 @@ pub struct Sweeper {
     calls: Option<Arc<dyn CallExecutor>>,
     blobs: Option<Arc<dyn BlobStore>>,
     expire_after: Option<Duration>,
+    dispatched: Option<Arc<Dispatched>>,
 }
 
 impl Sweeper {
@@ -57,6 +60,7 @@ impl Sweeper {
             calls: None,
             blobs: None,
             expire_after: None,
+            dispatched: None,
         }
     }
 
@@ -69,6 +73,13 @@ impl Sweeper {
     /// version read, so a concurrent write keeps the record.
     pub fn expire_finished(mut self, after: Duration) -> Self {
         self.expire_after = Some(after);
+        self
+    }
+
+    /// Shares a `Sender`'s memory of the intent entries it sent: those are
+    /// removed, when due, without being sent again.
+    pub(crate) fn dispatched(mut self, dispatched: Arc<Dispatched>) -> Self {
+        self.dispatched = Some(dispatched);
         self
     }
 
@@ -156,6 +167,7 @@ impl Sweeper {
     async fn sweep_key(&self, finisher: &Finisher<'_>, key: &str) -> Result<usize, StoreError> {
         pause(finisher.probe, Step::Sweep).await;
         let loaded = read_record(self.store.as_ref(), key).await?;
+        self.forget_consumed(key, &loaded);
         let horizon = self
             .env
             .now_millis()
@@ -170,7 +182,7 @@ impl Sweeper {
             return Ok(0);
         }
         let count = loaded.record.outbox.len();
-        match finisher.finish_pending(key, loaded).await {
+        match self.finish_due(finisher, key, loaded).await {
             Ok(_) => {
                 debug!(key, count, "sweeper finished outbox entries");
                 for _ in 0..count {
@@ -184,6 +196,36 @@ impl Sweeper {
                 warn!(key, %reason, "sweeper could not finish an entry; will retry");
                 Ok(0)
             }
+        }
+    }
+
+    /// Finishes the record's entries; those its `Sender` remembers sending
+    /// are only removed.
+    async fn finish_due(
+        &self,
+        finisher: &Finisher<'_>,
+        key: &str,
+        mut loaded: Loaded,
+    ) -> Result<Loaded, AttemptError> {
+        if let Some(dispatched) = &self.dispatched
+            && dispatched.contains(key)
+            && let Some(id) = intent_id(key)
+        {
+            loaded = finisher.remove_entry(key, loaded, id).await?;
+            dispatched.forget(key);
+        }
+        finisher.finish_pending(key, loaded).await
+    }
+
+    /// Forgets a sent intent entry once the receiver's consume dropped it.
+    fn forget_consumed(&self, key: &str, loaded: &Loaded) {
+        let Some(dispatched) = &self.dispatched else {
+            return;
+        };
+        if dispatched.contains(key)
+            && intent_id(key).is_none_or(|id| loaded.record.entry(id).is_none())
+        {
+            dispatched.forget(key);
         }
     }
 
@@ -241,4 +283,9 @@ impl Sweeper {
             }
         }
     }
+}
+
+/// The id of the intent entry in a `Sender`'s record: the key's last segment.
+fn intent_id(key: &str) -> Option<MessageId> {
+    key.rsplit('/').next()?.parse().ok()
 }

@@ -320,7 +320,11 @@ async fn status_is_per_principal_and_expired_intents_are_removed() {
         }
     };
     let (status, body) = get("tenant-a").await;
-    assert_eq!((status, body.contains("\"sent\"")), (200, true), "{body}");
+    assert_eq!(
+        (status, body.contains("\"accepted\"")),
+        (200, true),
+        "{body}"
+    );
     assert_eq!(
         get("tenant-b").await.0,
         404,

@@ -100,10 +100,10 @@ impl IntoResponse for Answer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntentStatus {
-    /// Committed, not yet sent.
+    /// Committed, not yet processed by its receiver: queued, or about to
+    /// be (the record does not tell the two apart: once sent, the intent is
+    /// left as it was committed, and the receiver's consume settles it).
     Accepted,
-    /// Sent, not yet processed by its receiver.
-    Sent,
     /// Processed by its receiver (its token was consumed).
     Processed,
 }
@@ -241,10 +241,8 @@ impl IntentFront {
         if stored.map(|s| s.principal) != Some(principal.to_owned()) {
             return Err(FrontError::NotFound);
         }
-        Ok(if !record.outbox.is_empty() {
+        Ok(if !record.is_settled() {
             IntentStatus::Accepted
-        } else if !record.tokens.is_empty() {
-            IntentStatus::Sent
         } else {
             IntentStatus::Processed
         })
