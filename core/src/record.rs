@@ -14,7 +14,7 @@ use crate::base64_bytes;
 use crate::call::PendingCall;
 use crate::error::{InvalidName, StoreError};
 use crate::message::{DedupToken, MessageId};
-use crate::store::{Precondition, Store, Version};
+use crate::store::{Precondition, Store, Version, Versioned};
 use crate::transport::Outgoing;
 
 /// Prefix of entity records: `e/{endpoint}/{entity key}`.
@@ -163,15 +163,22 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// Parses the record stored under `key` as read (`None`: no record).
+    pub fn parse(key: &str, stored: Option<Versioned>) -> Result<Self, StoreError> {
+        Ok(match stored {
+            Some(v) => Loaded {
+                record: EntityRecord::decode(key, &v.value)?,
+                version: Some(v.version),
+            },
+            None => Loaded::default(),
+        })
+    }
+}
+
 /// Reads and parses a record.
 pub async fn read_record(store: &dyn Store, key: &str) -> Result<Loaded, StoreError> {
-    Ok(match store.get(key).await? {
-        Some(v) => Loaded {
-            record: EntityRecord::decode(key, &v.value)?,
-            version: Some(v.version),
-        },
-        None => Loaded::default(),
-    })
+    Loaded::parse(key, store.get(key).await?)
 }
 
 /// Writes a record under the precondition of the read it came from.

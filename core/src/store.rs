@@ -76,6 +76,10 @@ pub struct Capabilities {
     /// ([`Store::put_all`]). The protocol then consumes the incoming
     /// message's token in the commit itself (`docs/protocol.md`).
     pub atomic_multi_key: bool,
+    /// Whether [`Store::get_all`] reads all its keys in one round trip (a
+    /// snapshot), rather than one `get` after another. Informative: the
+    /// protocol calls `get_all` either way.
+    pub one_trip_get_all: bool,
 }
 
 impl Capabilities {
@@ -94,6 +98,12 @@ impl Capabilities {
     /// Capabilities that include [`Store::put_all`].
     pub fn with_atomic_multi_key(mut self) -> Self {
         self.atomic_multi_key = true;
+        self
+    }
+
+    /// Capabilities with a one-round-trip [`Store::get_all`].
+    pub fn with_one_trip_get_all(mut self) -> Self {
+        self.one_trip_get_all = true;
         self
     }
 }
@@ -120,6 +130,29 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
     end
 }
 
+/// Puts the rows one query read for `keys` — (key bytes, value, version) —
+/// back in the order of `keys`, `None` where a key has no row (repeated
+/// keys get the same row): for SQL stores' [`Store::get_all`].
+pub fn in_key_order<V>(
+    keys: &[&str],
+    rows: Vec<(Vec<u8>, Vec<u8>, V)>,
+    version: impl Fn(V) -> Version,
+) -> Vec<Option<Versioned>> {
+    let found: std::collections::HashMap<Vec<u8>, Versioned> = rows
+        .into_iter()
+        .map(|(key, value, v)| {
+            let stored = Versioned {
+                value: Bytes::from(value),
+                version: version(v),
+            };
+            (key, stored)
+        })
+        .collect();
+    keys.iter()
+        .map(|key| found.get(key.as_bytes()).cloned())
+        .collect()
+}
+
 /// A key-value store with single-key conditional writes.
 ///
 /// # Contract
@@ -142,6 +175,9 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 ///   [`StoreError::TooLarge`] and leave the key unchanged. (`too_large_is_typed`)
 /// - `list` MUST return the keys starting with `prefix`, in ascending byte
 ///   order, strictly after `start_after`, at most `limit` of them.
+/// - `get_all` MUST return what `get` of each key would, in the order asked,
+///   reading each key no earlier than the keys before it (one after
+///   another, or all in one snapshot). (`get_all_reads_like_get`)
 /// - Errors that may succeed on retry (connection lost, throttled, timeout)
 ///   MUST be reported as [`StoreError::Unavailable`].
 /// - Keys are UTF-8 strings of up to 512 bytes and MAY contain any
@@ -154,6 +190,20 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Reads a key.
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Reads several keys; returns their values in the order asked. Each
+    /// key is read no earlier than the keys before it: the default reads
+    /// them one after another with `get`; SQL stores read them in one
+    /// statement, one snapshot. The protocol reads an entity's record and
+    /// its incoming message's token holder this way: one round trip where
+    /// the store can.
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
 
     /// Writes a key under a precondition; returns the new version.
     async fn put(

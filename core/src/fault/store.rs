@@ -91,6 +91,11 @@ impl Store for FaultyStore {
         self.inner.get(key).await
     }
 
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.before(&keys.join(", "), false)?;
+        self.inner.get_all(keys).await
+    }
+
     async fn put(
         &self,
         key: &str,

@@ -63,6 +63,10 @@ impl Store for RecordingStore {
         self.inner.get(key).await
     }
 
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.inner.get_all(keys).await
+    }
+
     async fn put(
         &self,
         key: &str,

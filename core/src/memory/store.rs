@@ -80,6 +80,20 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        // One lock: one snapshot.
+        let inner = self.lock();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                inner.entries.get(*key).map(|(value, v)| Versioned {
+                    value: value.clone(),
+                    version: Version::from(*v),
+                })
+            })
+            .collect())
+    }
+
     async fn put(
         &self,
         key: &str,
@@ -149,7 +163,8 @@ impl Store for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::default();
+        // `get_all` reads under one lock.
+        let mut caps = Capabilities::default().with_one_trip_get_all();
         if self.atomic_multi_key {
             caps = caps.with_atomic_multi_key();
         }

@@ -61,20 +61,23 @@ impl Core {
         }
         let finisher = self.finisher(probe);
         if self.is(Mutant::CheckTokenBeforeLoad)
-            && self.owed(envelope, key, None, probe).await?.is_none()
+            && self.owed(envelope, key, None, None, probe).await?.is_none()
         {
             return Ok(Outcome::Duplicate);
         }
 
         // Step 1: load, and finish whatever an earlier attempt committed.
         finisher.step(Step::Load).await;
-        let mut loaded = load_entity(self.store.as_ref(), key).await?;
+        let (mut loaded, mut holder) = self.load(envelope, key, probe).await?;
         if !loaded.record.outbox.is_empty() {
             let own = loaded.record.entry(envelope.id).is_some();
             loaded = finisher.finish_pending(key, loaded).await?;
             if own {
                 return Ok(Outcome::Recovered);
             }
+            // Finishing wrote the record, maybe after retries that read a
+            // newer version: the token must be read after that.
+            holder = None;
         }
 
         // Step 2: the dedup check, after the load. Any copy that finishes the
@@ -83,7 +86,8 @@ impl Core {
         let owed = if self.is(Mutant::CheckTokenBeforeLoad) {
             Some(None)
         } else {
-            self.owed(envelope, key, Some(&loaded), probe).await?
+            self.owed(envelope, key, Some(&loaded), holder, probe)
+                .await?
         };
         let Some(holder) = owed else {
             if self.is(Mutant::DropWithoutReread) {
@@ -336,16 +340,52 @@ impl Core {
         Ok(Outcome::Processed)
     }
 
+    /// Step 1's read, and step 2's with it where it can: the entity's
+    /// record and, when another record holds the message's token, that
+    /// record too, in one `Store::get_all` (which reads the holder no
+    /// earlier than the entity, so the check still comes after the load;
+    /// one statement on SQL stores). Mutants read one by one, as they were
+    /// written to.
+    async fn load(
+        &self,
+        envelope: &Envelope,
+        key: &str,
+        probe: Option<&dyn Probe>,
+    ) -> Result<(Loaded, Option<Loaded>), AttemptError> {
+        let holder = envelope
+            .token
+            .as_ref()
+            .map(|t| t.record.as_str())
+            .filter(|holder| *holder != key && self.config.mutant.is_none());
+        let Some(holder) = holder else {
+            return Ok((load_entity(self.store.as_ref(), key).await?, None));
+        };
+        let span = debug_span!("exactly.load", entity = key, token_holder = holder);
+        let mut read = self
+            .store
+            .get_all(&[key, holder])
+            .instrument(span)
+            .await?
+            .into_iter();
+        let entity = Loaded::parse(key, read.next().flatten())?;
+        let holder = Loaded::parse(holder, read.next().flatten())?;
+        // Where the separate token read would have paused.
+        super::pause(probe, Step::CheckToken).await;
+        Ok((entity, Some(holder)))
+    }
+
     /// Step 2: is the message still owed processing? With a token: is the
     /// token still in the sender's record. Without one: is the id absent
     /// from the entity's identity inbox (fallback mode). `None` if not
     /// owed; otherwise the token's holder record as read, when it is
-    /// another record than the entity's.
+    /// another record than the entity's. `prefetched` is the holder as
+    /// read together with the entity by [`Core::load`].
     async fn owed(
         &self,
         envelope: &Envelope,
         key: &str,
         loaded: Option<&Loaded>,
+        prefetched: Option<Loaded>,
         probe: Option<&dyn Probe>,
     ) -> Result<Option<Option<Loaded>>, AttemptError> {
         let owed = |yes: bool, holder: Option<Loaded>| yes.then_some(holder);
@@ -353,6 +393,10 @@ impl Core {
             // Our own record is the token's holder: the load already read it.
             (Some(token), Some(loaded)) if token.record == key => {
                 Ok(owed(loaded.record.tokens.contains(&token.id), None))
+            }
+            (Some(token), _) if prefetched.is_some() => {
+                let holder = prefetched.unwrap_or_default();
+                Ok(owed(holder.record.tokens.contains(&token.id), Some(holder)))
             }
             (Some(token), _) => {
                 super::pause(probe, Step::CheckToken).await;
@@ -395,7 +439,7 @@ impl Core {
         match fetch_claim(blobs.as_ref(), reference).await {
             Ok((blob, body)) => Ok(Some((body, Some(blob.key)))),
             Err(BlobError::NotFound { key: blob }) => {
-                if self.owed(envelope, "", None, probe).await?.is_some() {
+                if self.owed(envelope, "", None, None, probe).await?.is_some() {
                     Err(AttemptError::Poison(format!(
                         "claim-checked body {blob:?} is missing"
                     )))

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use exactly::store::{Capabilities, prefix_end};
+use exactly::store::{Capabilities, in_key_order, prefix_end};
 use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -110,6 +110,23 @@ impl Store for PostgresStore {
         Ok(row.map(|(value, version)| Versioned {
             value: Bytes::from(value),
             version: Version::new(version.to_string()),
+        }))
+    }
+
+    /// One statement: one snapshot of all the keys.
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let rows: Vec<(Vec<u8>, Vec<u8>, i64)> =
+            sqlx::query_as("SELECT key, value, version FROM exactly_kv WHERE key = ANY($1)")
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(in_key_order(keys, rows, |version: i64| {
+            Version::new(version.to_string())
         }))
     }
 
@@ -232,5 +249,6 @@ impl Store for PostgresStore {
         Capabilities::default()
             .with_max_value_bytes(self.max_value_bytes)
             .with_atomic_multi_key()
+            .with_one_trip_get_all()
     }
 }

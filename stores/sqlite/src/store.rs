@@ -4,7 +4,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use exactly::store::{Capabilities, prefix_end};
+use exactly::store::{Capabilities, in_key_order, prefix_end};
 use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
 use sqlx::sqlite::SqlitePool;
 
@@ -174,6 +174,22 @@ impl Store for SqliteStore {
         }))
     }
 
+    /// One statement: one snapshot of all the keys.
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only placeholders are spliced in; the keys are bound.
+        let marks = vec!["?"; keys.len()].join(", ");
+        let sql = format!("SELECT key, value, version FROM exactly_kv WHERE key IN ({marks})");
+        let mut query = sqlx::query_as::<_, (Vec<u8>, Vec<u8>, i64)>(sqlx::AssertSqlSafe(sql));
+        for key in keys {
+            query = query.bind(key.as_bytes());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(map_err)?;
+        Ok(in_key_order(keys, rows, to_version))
+    }
+
     async fn put(
         &self,
         key: &str,
@@ -255,5 +271,6 @@ impl Store for SqliteStore {
         Capabilities::default()
             .with_max_value_bytes(self.max_value_bytes)
             .with_atomic_multi_key()
+            .with_one_trip_get_all()
     }
 }

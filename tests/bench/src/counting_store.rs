@@ -119,6 +119,18 @@ impl Store for CountingStore {
         self.inner.get(key).await
     }
 
+    /// One read where the store does it in one round trip; otherwise
+    /// one per key, as it then is.
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let trips = if self.inner.capabilities().one_trip_get_all {
+            1
+        } else {
+            keys.len() as u64
+        };
+        self.counts.get.fetch_add(trips, Ordering::Relaxed);
+        self.inner.get_all(keys).await
+    }
+
     async fn put(
         &self,
         key: &str,

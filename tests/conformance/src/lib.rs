@@ -51,6 +51,8 @@ macro_rules! store_conformance {
     ($factory:expr) => {
         $crate::__conformance_tests!(store_conformance, run_store, store, $factory;
             get_returns_latest
+            get_all_reads_like_get
+            get_all_reads_in_order
             conditional_put_conflicts
             create_race_has_one_winner
             cas_counter_is_exact

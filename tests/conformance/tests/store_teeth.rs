@@ -37,6 +37,10 @@ enum Flaw {
     TornPutAll,
     /// Claims `atomic_multi_key`, but `put_all` ignores `Matches`.
     BlindPutAll,
+    /// `get_all` returns the values in reverse order.
+    MisorderedGetAll,
+    /// `get_all` reads the keys last to first.
+    BackwardGetAll,
 }
 
 #[derive(Debug)]
@@ -168,6 +172,22 @@ impl Store for Flawed {
         Ok(keys)
     }
 
+    async fn get_all(&self, keys: &[&str]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        if !matches!(self.flaw, Flaw::MisorderedGetAll | Flaw::BackwardGetAll) {
+            return self.inner.get_all(keys).await;
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys.iter().rev() {
+            values.push(self.get(key).await?);
+            // Let the writer move between the reads.
+            tokio::task::yield_now().await;
+        }
+        if !self.has(Flaw::MisorderedGetAll) {
+            values.reverse();
+        }
+        Ok(values)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::default().with_max_value_bytes(1024);
         match self.flaw {
@@ -265,4 +285,16 @@ caught!(
     BlindPutAll,
     store::put_all_counters_stay_equal,
     "lost increments"
+);
+caught!(
+    misordered_get_all,
+    MisorderedGetAll,
+    store::get_all_reads_like_get,
+    "get_all of [a, missing, b, a]"
+);
+caught!(
+    backward_get_all,
+    BackwardGetAll,
+    store::get_all_reads_in_order,
+    "behind"
 );

@@ -5,6 +5,7 @@
 mod atomic;
 mod concurrent;
 mod list;
+mod read;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use exactly::{Precondition, Store, StoreError, Version};
 pub use atomic::{put_all_counters_stay_equal, put_all_is_all_or_nothing};
 pub use concurrent::{cas_counter_is_exact, create_race_has_one_winner};
 pub use list::{list_pages_in_byte_order, list_prefix_is_literal};
+pub use read::{get_all_reads_in_order, get_all_reads_like_get};
 
 pub(crate) async fn create(store: &dyn Store, key: &str, value: &str) -> Version {
     store
