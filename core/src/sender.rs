@@ -431,8 +431,13 @@ impl Sender {
 
     /// A sweeper over this sender's intent records: it sends intents of a
     /// sender that died between commit and dispatch, and deletes the records
-    /// of processed messages after the [`retention`](Self::retention). Run
-    /// it, or those intents wait for the next send and the records stay.
+    /// of processed messages after the [`retention`](Self::retention). It
+    /// shares this sender's memory of what it sent: an intent sent but not
+    /// yet consumed after the grace period (a backlog, an error-queued
+    /// message) is removed without being sent again; one this process did
+    /// not send is sent once more (the receiver drops the copy). Run it, or
+    /// intents of a crashed sender wait for the next send of their id and
+    /// the records stay.
     pub fn sweeper(&self) -> Sweeper {
         Sweeper::new(self.store.clone(), self.transport.clone())
             .prefix(format!("{INTENT_PREFIX}{}/", self.source))

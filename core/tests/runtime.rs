@@ -509,3 +509,63 @@ async fn the_sender_sweeper_deletes_processed_intents_after_their_retention_only
     sweeper.sweep_once().await.expect("sweep");
     assert!(!exists(pending).await, "now processed, and it is as old");
 }
+
+#[tokio::test]
+async fn a_sent_intent_is_left_to_the_receiver_and_swept_without_a_resend() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    let endpoint = audit(store.clone(), transport.clone());
+    let account = |name: &str| Audit {
+        account: name.into(),
+    };
+    let intent = async |id| {
+        let key = sender.record_key(id);
+        let v = store.get(&key).await.expect("get").expect("intent record");
+        EntityRecord::decode(&key, &v.value).expect("record")
+    };
+
+    // The sender writes once: its entry stays, for the receiver's consume.
+    let a = sender.send("audit", &account("a")).await.expect("send");
+    let record = intent(a).await;
+    assert_eq!((record.outbox.len(), record.tokens.len()), (1, 1));
+    let d = endpoint.receive_one().await.expect("rx").expect("msg");
+    assert_eq!(endpoint.handle_delivery(d).await, Outcome::Processed);
+    assert!(
+        intent(a).await.is_settled(),
+        "the consume dropped the entry"
+    );
+
+    // Not consumed within the grace period: the sender's own sweeper
+    // removes the entry and sends nothing.
+    let b = sender.send("audit", &account("b")).await.expect("send");
+    let swept = sender.sweeper().min_age(Duration::ZERO);
+    assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
+    assert_eq!(transport.depth("audit"), 1, "no resend");
+    let record = intent(b).await;
+    assert!(record.outbox.is_empty() && record.tokens.contains(&b));
+
+    // A sweeper that did not send it (another process) sends it once more.
+    let c = sender.send("audit", &account("c")).await.expect("send");
+    let stranger = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    let swept = stranger.sweeper().min_age(Duration::ZERO);
+    assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
+    assert_eq!(transport.depth("audit"), 3, "b, c and c again");
+
+    let mut outcomes = Vec::new();
+    while let Some(d) = endpoint.receive_one().await.expect("rx") {
+        outcomes.push(endpoint.handle_delivery(d).await);
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [Outcome::Duplicate, Outcome::Processed, Outcome::Processed]
+    );
+    for (name, id) in [("a", a), ("b", b), ("c", c)] {
+        assert_eq!(
+            state(store.as_ref(), &format!("e/audit/{name}")).await,
+            Some(1)
+        );
+        assert!(intent(id).await.is_settled(), "{name}'s intent settled");
+    }
+}
