@@ -161,9 +161,7 @@ impl Loaded {
     pub fn precondition(&self) -> Precondition {
         Precondition::from_read(self.version.as_ref())
     }
-}
 
-impl Loaded {
     /// Parses the record stored under `key` as read (`None`: no record).
     pub fn parse(key: &str, stored: Option<Versioned>) -> Result<Self, StoreError> {
         Ok(match stored {

@@ -389,14 +389,13 @@ impl Core {
         probe: Option<&dyn Probe>,
     ) -> Result<Option<Option<Loaded>>, AttemptError> {
         let owed = |yes: bool, holder: Option<Loaded>| yes.then_some(holder);
+        if let (Some(token), Some(holder)) = (&envelope.token, prefetched) {
+            return Ok(owed(holder.record.tokens.contains(&token.id), Some(holder)));
+        }
         match (&envelope.token, loaded) {
             // Our own record is the token's holder: the load already read it.
             (Some(token), Some(loaded)) if token.record == key => {
                 Ok(owed(loaded.record.tokens.contains(&token.id), None))
-            }
-            (Some(token), _) if prefetched.is_some() => {
-                let holder = prefetched.unwrap_or_default();
-                Ok(owed(holder.record.tokens.contains(&token.id), Some(holder)))
             }
             (Some(token), _) => {
                 super::pause(probe, Step::CheckToken).await;

@@ -1,7 +1,8 @@
 //! What a [`Sender`](crate::Sender) remembers having dispatched: intent
-//! entries it sent (by their record's key: an entity record may hold an
-//! entry for the same message id, which must be finished in full) and left in place for the receiver's consume to drop
-//! (`EntityRecord::consume_token`). Its [`Sweeper`](super::Sweeper) shares
+//! entries it sent and left in place for the receiver's consume to drop
+//! (`EntityRecord::consume_token`). Kept by intent record key, not message
+//! id: an entity record may hold an entry for the same message id, and that
+//! one must be finished in full. Its [`Sweeper`](super::Sweeper) shares
 //! this memory, so an entry that outlives the grace period (a backlog in
 //! the queue, an error-queued message) is removed without being sent
 //! again. A sweeper in another process has no such memory, nor does this
