@@ -96,6 +96,8 @@ impl Capabilities {
 /// - A message over the transport's limit MUST fail with
 ///   [`TransportError::TooLarge`] and nothing of the batch is sent.
 /// - `receive` with `wait` zero MUST return promptly, possibly empty.
+/// - `ack_all` MUST remove exactly the messages `ack` of each receipt would.
+///   (`ack_all_removes_each`)
 /// - Acking a receipt twice, or a receipt whose lease expired, MUST NOT fail
 ///   with a permanent error and MUST NOT remove a message other than the one
 ///   the receipt was issued for.
@@ -115,6 +117,18 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
 
     /// Removes a delivered message from its queue.
     async fn ack(&self, receipt: &Receipt) -> Result<(), TransportError>;
+
+    /// Removes several delivered messages from their queues, as `ack` of
+    /// each would. The default acks them one after another; a backend that
+    /// can remove them in one round trip overrides it. On an error, some of
+    /// them may have been removed: the others are redelivered, and dropped
+    /// as duplicates.
+    async fn ack_all(&self, receipts: &[Receipt]) -> Result<(), TransportError> {
+        for receipt in receipts {
+            self.ack(receipt).await?;
+        }
+        Ok(())
+    }
 
     /// Returns a delivered message to its queue, deliverable after `delay`.
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), TransportError>;

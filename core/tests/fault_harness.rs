@@ -25,6 +25,16 @@ async fn ten_thousand_schedules_lose_and_duplicate_nothing() {
     assert!(report.violations.is_empty(), "{report}");
 }
 
+/// Prints the report and checks that faults were injected and nothing was
+/// lost, duplicated or otherwise violated.
+fn assert_clean(report: &harness::Report) {
+    println!("{report}");
+    assert!(report.faults.crashes > 0, "faults were injected");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert!(report.violations.is_empty(), "{report}");
+}
+
 /// Each broken variant must be caught, and by the invariant it breaks.
 /// Runs until the first schedule that shows it (at most 10,000; seeds are
 /// fixed, so this is deterministic).
@@ -205,14 +215,77 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
     for config in configs {
         let config = config.from_env();
         let report = harness::run(&config, &backend).await;
-        println!("{report}");
-        assert!(report.faults.crashes > 0, "faults were injected");
-        assert_eq!(report.lost, 0, "{report}");
-        assert_eq!(report.duplicated, 0, "{report}");
-        assert!(report.violations.is_empty(), "{report}");
+        assert_clean(&report);
         assert!(
             report.one_write_commits > 2 * config.schedules,
             "commits consumed their token in one write: {report}"
         );
     }
+}
+
+/// Workers that receive up to four deliveries and handle them as a batch
+/// (one `get_all`, one `put_all`, one `ack_all`), beside the faults of
+/// every other schedule: on a store with atomic multi-key writes, on one
+/// without (one commit per message, one read for all), and with blob side
+/// effects and claim checks.
+#[tokio::test(flavor = "current_thread")]
+async fn batches_lose_and_duplicate_nothing() {
+    let atomic =
+        harness::memory_backend_over(|| Arc::new(MemoryStore::new().atomic_multi_key(true)));
+    let runs = [
+        (
+            Config {
+                schedules: 3_000,
+                batch: 4,
+                ..Config::default()
+            },
+            atomic.clone(),
+        ),
+        (
+            Config {
+                schedules: 1_000,
+                first_seed: 70_000,
+                batch: 4,
+                sweep_entities: true,
+                sweep_pct: 6,
+                ..Config::default()
+            },
+            harness::memory_backend(),
+        ),
+        (
+            Config {
+                schedules: 1_000,
+                first_seed: 90_000,
+                batch: 4,
+                blobs: Some(harness::memory_blobs()),
+                ..Config::default()
+            },
+            atomic,
+        ),
+    ];
+    for (config, backend) in runs {
+        let config = config.from_env();
+        let report = harness::run(&config, &backend).await;
+        assert_clean(&report);
+        assert!(
+            report.batched > config.schedules,
+            "deliveries were committed in batches: {report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_batch_that_shares_keys() {
+    let config = Config {
+        schedules: 10_000,
+        batch: 4,
+        mutant: Some(Mutant::BatchSharedKeys),
+        stop_on: vec![ViolationKind::Lost],
+        ..Config::default()
+    };
+    let backend =
+        harness::memory_backend_over(|| Arc::new(MemoryStore::new().atomic_multi_key(true)));
+    let report = harness::run(&config, &backend).await;
+    println!("{report}");
+    assert!(report.found(ViolationKind::Lost), "{report}");
 }

@@ -52,7 +52,13 @@ fn ledger_builder(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpo
 }
 
 fn ledger(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
+    ledger_batched(store, transport, 1)
+}
+
+/// The ledger endpoint with workers that take up to `batch` deliveries.
+fn ledger_batched(store: Arc<dyn Store>, transport: Arc<dyn Transport>, batch: usize) -> Endpoint {
     ledger_builder(store, transport)
+        .batch(batch)
         .concurrency(8)
         .receive_wait(Duration::from_millis(20))
         .sweep(Duration::from_millis(100), Duration::from_millis(200))
@@ -61,7 +67,13 @@ fn ledger(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
 }
 
 fn audit(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Endpoint {
+    audit_batched(store, transport, 1)
+}
+
+/// The audit endpoint with workers that take up to `batch` deliveries.
+fn audit_batched(store: Arc<dyn Store>, transport: Arc<dyn Transport>, batch: usize) -> Endpoint {
     Endpoint::builder("audit", store, transport)
+        .batch(batch)
         .handler(handler_fn(
             |m: &Audit| m.account.clone(),
             |seen: &mut u64, _m: Audit, _ctx| {
@@ -115,7 +127,26 @@ async fn run_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_workers_apply_each_message_once_hot_and_spread() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let stats = hot_and_spread(Arc::new(MemoryStore::new()), 1).await;
+    assert_eq!(stats.batched, 0, "{stats:?}");
+}
+
+/// The same load on workers that take up to 16 deliveries at once: on a
+/// store with atomic multi-key writes (one `put_all` per batch) and on one
+/// without (one write per message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_workers_apply_each_message_once_hot_and_spread() {
+    for atomic in [true, false] {
+        let store = Arc::new(MemoryStore::new().atomic_multi_key(atomic));
+        let stats = hot_and_spread(store, 16).await;
+        assert!(stats.batched > 0, "atomic {atomic}: {stats:?}");
+    }
+}
+
+/// 200 `Add`s, half to one hot account, each sent under two ids and each
+/// of those delivered twice, through the ledger and on to the audit
+/// endpoint; checks every total and returns the ledger's counters.
+async fn hot_and_spread(store: Arc<dyn Store>, batch: usize) -> exactly::StatsSnapshot {
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
     let sender = Sender::new("load", store.clone(), transport.clone()).expect("sender");
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -147,8 +178,8 @@ async fn concurrent_workers_apply_each_message_once_hot_and_spread() {
             .expect("duplicate");
     }
     let (ledger, audit) = (
-        ledger(store.clone(), transport.clone()),
-        audit(store.clone(), transport.clone()),
+        ledger_batched(store.clone(), transport.clone(), batch),
+        audit_batched(store.clone(), transport.clone(), batch),
     );
     let done = run_until(
         &[ledger.clone(), audit.clone()],
@@ -173,6 +204,7 @@ async fn concurrent_workers_apply_each_message_once_hot_and_spread() {
         stats.conflicts > 0,
         "the hot entity should see write races: {stats:?}"
     );
+    stats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,10 @@ pub enum Guarantee {
 pub struct Config {
     /// Deliveries handled at once.
     pub concurrency: usize,
+    /// Most deliveries one worker receives and handles together (default
+    /// 1): more than one are read in one `get_all`, committed in one
+    /// `put_all` and acked in one `ack_all` (`docs/protocol.md`, Batches).
+    pub batch: usize,
     /// Exactly-once (default) or the at-least-once baseline.
     pub guarantee: Guarantee,
     /// Retry policy.
@@ -99,6 +103,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             concurrency: 8,
+            batch: 1,
             guarantee: Guarantee::ExactlyOnce,
             retry: RetryPolicy::default(),
             inbox_retention: None,

@@ -71,8 +71,8 @@ pub(crate) struct Worker {
     /// Completes with `true` when a seed send failed and must be retried.
     pub future: BoxFuture<'static, bool>,
     pub gate: Arc<Gate>,
-    /// The delivery it works on, for lease expiry and crash recovery.
-    pub receipt: Option<crate::transport::Receipt>,
+    /// The deliveries it works on, for lease expiry and crash recovery.
+    pub receipts: Vec<crate::transport::Receipt>,
     /// A seed send to restart if this worker crashes (the client retries).
     pub resend: Option<crate::message::Envelope>,
 }

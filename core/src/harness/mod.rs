@@ -141,6 +141,9 @@ pub struct Config {
     pub fault_ticks: u32,
     /// Most workers alive at once.
     pub max_workers: usize,
+    /// Most deliveries a worker receives at once; more than one are handled
+    /// as a batch (`Endpoint::handle_batch`).
+    pub batch: usize,
     /// Per-tick chances, in percent.
     pub crash_pct: u32,
     /// Chance per tick that a live worker's lease expires (stale worker).
@@ -177,6 +180,7 @@ impl Default for Config {
             workload: Workload::default(),
             fault_ticks: 300,
             max_workers: 4,
+            batch: 1,
             crash_pct: 3,
             stale_pct: 4,
             duplicate_pct: 3,
@@ -290,6 +294,8 @@ pub struct Report {
     /// Commits that consumed the incoming token in the same atomic write
     /// (`Store::put_all`; 0 on stores without it).
     pub one_write_commits: u64,
+    /// Deliveries committed in a batch with others (`Config::batch`).
+    pub batched: u64,
     /// Every violation found.
     pub violations: Vec<Violation>,
 }
@@ -324,11 +330,12 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}, one-write commits {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {}",
             self.lost,
             self.duplicated,
             self.violations.len(),
-            self.one_write_commits
+            self.one_write_commits,
+            self.batched
         )?;
         if let Some(v) = self.violations.first() {
             write!(

@@ -147,7 +147,7 @@ pub(super) async fn run_one(
             workers.push(world.send_worker(envelope));
             continue;
         }
-        if let Some(worker) = world.receive_worker(&mut rng).await {
+        if let Some(worker) = world.receive_worker(&mut rng, config.batch).await {
             workers.push(worker);
             continue;
         }
@@ -294,34 +294,42 @@ impl World {
         Worker {
             future: async move { sender.send_envelope(e, Some(g.as_ref())).await.is_err() }.boxed(),
             gate,
-            receipt: None,
+            receipts: Vec::new(),
             resend: Some(envelope),
         }
     }
 
-    async fn receive_worker(&self, rng: &mut ChaCha8Rng) -> Option<Worker> {
+    async fn receive_worker(&self, rng: &mut ChaCha8Rng, batch: usize) -> Option<Worker> {
         let first = rng.random_range(0..self.endpoints.len());
         for i in 0..self.endpoints.len() {
             let endpoint = self.endpoints[(first + i) % self.endpoints.len()].clone();
-            let Ok(mut got) = self
+            let Ok(got) = self
                 .raw_transport
-                .receive(endpoint.name(), 1, Duration::ZERO)
+                .receive(endpoint.name(), batch, Duration::ZERO)
                 .await
             else {
                 continue;
             };
-            let Some(delivery) = got.pop() else { continue };
+            if got.is_empty() {
+                continue;
+            }
             let gate = Arc::new(Gate::default());
-            let receipt = Some(delivery.receipt.clone());
+            let receipts = got.iter().map(|d| d.receipt.clone()).collect();
             let g = gate.clone();
             return Some(Worker {
                 future: async move {
-                    endpoint.handle_delivery_probed(delivery, g.as_ref()).await;
+                    if got.len() == 1 {
+                        for delivery in got {
+                            endpoint.handle_delivery_probed(delivery, g.as_ref()).await;
+                        }
+                    } else {
+                        endpoint.handle_batch_probed(got, g.as_ref()).await;
+                    }
                     false
                 }
                 .boxed(),
                 gate,
-                receipt,
+                receipts,
                 resend: None,
             });
         }
@@ -344,7 +352,7 @@ impl World {
             // crashed client retries its send.
             if let Some(worker) = pop_random(rng, workers) {
                 report.faults.crashes += 1;
-                if let Some(receipt) = &worker.receipt {
+                for receipt in &worker.receipts {
                     let _ = self.raw_transport.nack(receipt, Duration::ZERO).await;
                 }
                 seeds.extend(worker.resend);
@@ -356,12 +364,12 @@ impl World {
             // Stale worker: its lease expires while it is paused, and a
             // second copy becomes deliverable while it still runs.
             let leased: Vec<usize> = (0..workers.len())
-                .filter(|i| workers[*i].receipt.is_some())
+                .filter(|i| !workers[*i].receipts.is_empty())
                 .collect();
             if !leased.is_empty() {
                 let i = leased[rng.random_range(0..leased.len())];
-                if let Some(receipt) = workers[i].receipt.take() {
-                    report.faults.stale_workers += 1;
+                report.faults.stale_workers += 1;
+                for receipt in std::mem::take(&mut workers[i].receipts) {
                     let _ = self.raw_transport.nack(&receipt, Duration::ZERO).await;
                 }
             }
@@ -400,7 +408,7 @@ impl World {
                 }
                 .boxed(),
                 gate,
-                receipt: None,
+                receipts: Vec::new(),
                 resend: None,
             });
         }
@@ -577,6 +585,11 @@ impl World {
         {
             let log = lock(&self.log);
             report.one_write_commits += log.one_write_commits;
+            report.batched += self
+                .endpoints
+                .iter()
+                .map(|e| e.stats().snapshot().batched)
+                .sum::<u64>();
             for sent in &log.sent {
                 let (id, body) = (sent.envelope.id, &sent.envelope.body);
                 match log.committed.get(&id) {

@@ -112,6 +112,70 @@ impl Core {
 
         // Step 3: run the handler and commit state + entry + tokens at once.
         finisher.step(Step::Handle).await;
+        let job = Job {
+            envelope,
+            handler,
+            key,
+            body: &body,
+            claim: incoming_claim,
+        };
+        let Prepared {
+            base,
+            record,
+            entry,
+            pending,
+            consume,
+        } = self.prepare(&job, loaded, holder).await?;
+        if self.is(Mutant::DispatchBeforeCommit) {
+            finisher.dispatch(&entry).await?;
+        }
+
+        finisher.step(Step::Commit).await;
+        let committed = match consume {
+            Some(Consume::Holder(holder, token)) => {
+                self.commit_consuming(key, &base, &record, &token, *holder)
+                    .await
+            }
+            _ => commit_attempt(self.store.as_ref(), key, &base, &record).await,
+        };
+        let version = match committed {
+            Err(AttemptError::Conflict) => {
+                self.stats.add(Counter::Conflicts);
+                return Err(AttemptError::Conflict);
+            }
+            other => other?,
+        };
+
+        // Steps 4–5.
+        if pending {
+            let committed = Loaded {
+                record,
+                version: Some(version),
+            };
+            finisher.finish_entry(key, committed, &entry).await?;
+        }
+        Ok(Outcome::Processed)
+    }
+
+    /// Step 3 short of the write: runs the handler on the record as loaded
+    /// and builds the commit — the new state, the `OutboxEntry` with the
+    /// captured effects, the tokens of the messages it will send, and how
+    /// the incoming token is consumed. `holder` is the token's holder as
+    /// read in step 2.
+    pub(crate) async fn prepare(
+        &self,
+        job: &Job<'_>,
+        loaded: Loaded,
+        holder: Option<Loaded>,
+    ) -> Result<Prepared, AttemptError> {
+        let Job {
+            envelope,
+            handler,
+            key,
+            body,
+            ..
+        } = *job;
+        let incoming_claim = job.claim.clone();
         let now = self.env.now_millis();
         let session = self.blobs.as_ref().map(|blobs| {
             BlobSession::new(
@@ -134,7 +198,7 @@ impl Core {
         )
         .with_blobs(session, self.config.max_payload_bytes);
         let state = handler
-            .run(loaded.record.state.as_deref(), &body, &mut ctx)
+            .run(loaded.record.state.as_deref(), body, &mut ctx)
             .instrument(debug_span!("exactly.handle", entity = key))
             .await
             .map_err(handler_failure)?;
@@ -194,35 +258,13 @@ impl Core {
         if pending {
             record.outbox.push(entry.clone());
         }
-        if self.is(Mutant::DispatchBeforeCommit) {
-            finisher.dispatch(&entry).await?;
-        }
-
-        finisher.step(Step::Commit).await;
-        let committed = match consume {
-            Some(Consume::Holder(holder, token)) => {
-                self.commit_consuming(key, &base, &record, &token, *holder)
-                    .await
-            }
-            _ => commit_attempt(self.store.as_ref(), key, &base, &record).await,
-        };
-        let version = match committed {
-            Err(AttemptError::Conflict) => {
-                self.stats.add(Counter::Conflicts);
-                return Err(AttemptError::Conflict);
-            }
-            other => other?,
-        };
-
-        // Steps 4–5.
-        if pending {
-            let committed = Loaded {
-                record,
-                version: Some(version),
-            };
-            finisher.finish_entry(key, committed, &entry).await?;
-        }
-        Ok(Outcome::Processed)
+        Ok(Prepared {
+            base,
+            record,
+            entry,
+            pending,
+            consume,
+        })
     }
 
     /// Whether this commit also consumes the incoming message's token, so
@@ -273,16 +315,7 @@ impl Core {
             if !holder.record.tokens.contains(&token.id) {
                 break;
             }
-            let mut consumed = holder.record.clone();
-            consumed.consume_token(token.id);
-            let writes = vec![
-                entity.clone(),
-                Write {
-                    key: token.record.clone(),
-                    value: consumed.encode(),
-                    precondition: holder.precondition(),
-                },
-            ];
+            let writes = vec![entity.clone(), consumed_write(&holder, token)];
             match self.store.put_all(writes).instrument(span.clone()).await {
                 Ok(versions) => {
                     return versions
@@ -310,16 +343,48 @@ impl Core {
         body: &[u8],
     ) -> Result<Outcome, AttemptError> {
         let loaded = load_entity(self.store.as_ref(), key).await?;
+        let job = Job {
+            envelope,
+            handler,
+            key,
+            body,
+            claim: None,
+        };
+        let prepared = self.prepare_at_least_once(&job, loaded).await?;
+        let committed =
+            commit_attempt(self.store.as_ref(), key, &prepared.base, &prepared.record).await;
+        if let Err(e) = committed {
+            if matches!(e, AttemptError::Conflict) {
+                self.stats.add(Counter::Conflicts);
+            }
+            return Err(e);
+        }
+        let messages = prepared.entry.messages;
+        if !messages.is_empty() {
+            self.transport.send(messages).await?;
+        }
+        Ok(Outcome::Processed)
+    }
+
+    /// The at-least-once baseline's step 3 short of the write: the new
+    /// state, and the captured messages (in `entry`, without tokens, to be
+    /// sent after the write; `record` keeps no entry).
+    pub(crate) async fn prepare_at_least_once(
+        &self,
+        job: &Job<'_>,
+        loaded: Loaded,
+    ) -> Result<Prepared, AttemptError> {
         let mut ctx = Context::new(
             &self.name,
-            key,
-            Incoming::of(envelope),
+            job.key,
+            Incoming::of(job.envelope),
             self.env.clone(),
             self.codec.clone(),
             self.routes.clone(),
         );
-        let state = handler
-            .run(loaded.record.state.as_deref(), body, &mut ctx)
+        let state = job
+            .handler
+            .run(loaded.record.state.as_deref(), job.body, &mut ctx)
             .await
             .map_err(handler_failure)?;
         let (mut messages, _, _) = ctx.into_effects();
@@ -328,16 +393,22 @@ impl Core {
         }
         let mut record = loaded.record.clone();
         record.state = Some(state);
-        if let Err(e) = commit_attempt(self.store.as_ref(), key, &loaded, &record).await {
-            if matches!(e, AttemptError::Conflict) {
-                self.stats.add(Counter::Conflicts);
-            }
-            return Err(e);
-        }
-        if !messages.is_empty() {
-            self.transport.send(messages).await?;
-        }
-        Ok(Outcome::Processed)
+        Ok(Prepared {
+            base: loaded,
+            record,
+            entry: OutboxEntry {
+                incoming: job.envelope.id,
+                incoming_token: None,
+                committed_at: self.env.now_millis(),
+                messages,
+                calls: Vec::new(),
+                incoming_claim: None,
+                doomed: Vec::new(),
+                delete_blobs: Vec::new(),
+            },
+            pending: false,
+            consume: None,
+        })
     }
 
     /// Step 1's read, and step 2's with it where it can: the entity's
@@ -380,7 +451,7 @@ impl Core {
     /// owed; otherwise the token's holder record as read, when it is
     /// another record than the entity's. `prefetched` is the holder as
     /// read together with the entity by [`Core::load`].
-    async fn owed(
+    pub(super) async fn owed(
         &self,
         envelope: &Envelope,
         key: &str,
@@ -481,6 +552,60 @@ impl Core {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// One message as step 3 takes it.
+pub(crate) struct Job<'a> {
+    pub envelope: &'a Envelope,
+    pub handler: &'a dyn ErasedHandler,
+    /// The entity's record key.
+    pub key: &'a str,
+    /// The body the handler decodes (the claim-checked one, if any).
+    pub body: &'a [u8],
+    /// The claim-check blob the body came from.
+    pub claim: Option<String>,
+}
+
+/// Step 3's write, ready to make: `record` (state, entry, new tokens)
+/// conditioned on `base`.
+pub(crate) struct Prepared {
+    /// The record the write is conditioned on.
+    pub base: Loaded,
+    /// The record to write.
+    pub record: EntityRecord,
+    /// The committed entry (in `record.outbox` if `pending`).
+    pub entry: OutboxEntry,
+    /// Whether the entry has work left after the commit (steps 4–5).
+    pub pending: bool,
+    /// How the commit consumes the incoming token, if it does.
+    consume: Option<Consume>,
+}
+
+impl Prepared {
+    /// The conditional writes of the commit: the entity's record, and the
+    /// token holder's without the token when the commit consumes it there.
+    pub(crate) fn writes(&self, key: &str) -> Vec<Write> {
+        let mut writes = vec![Write {
+            key: key.to_owned(),
+            value: self.record.encode(),
+            precondition: self.base.precondition(),
+        }];
+        if let Some(Consume::Holder(holder, token)) = &self.consume {
+            writes.push(consumed_write(holder, token));
+        }
+        writes
+    }
+}
+
+/// The write of a token holder as read, without the token.
+fn consumed_write(holder: &Loaded, token: &DedupToken) -> Write {
+    let mut consumed = holder.record.clone();
+    consumed.consume_token(token.id);
+    Write {
+        key: token.record.clone(),
+        value: consumed.encode(),
+        precondition: holder.precondition(),
     }
 }
 

@@ -63,7 +63,7 @@ impl Core {
     }
 
     /// Finds the handler and the entity key; any failure here is permanent.
-    fn classify(&self, envelope: &Envelope) -> Result<Arc<dyn ErasedHandler>, String> {
+    pub(super) fn classify(&self, envelope: &Envelope) -> Result<Arc<dyn ErasedHandler>, String> {
         let handler = self.handlers.get(&envelope.message_type).ok_or_else(|| {
             format!(
                 "unknown message type {:?}: endpoint {:?} has no handler for it",
@@ -141,7 +141,7 @@ impl Core {
         }
     }
 
-    fn count(&self, outcome: &Outcome) {
+    pub(super) fn count(&self, outcome: &Outcome) {
         let counter = match outcome {
             Outcome::Processed => Counter::Processed,
             Outcome::Duplicate => Counter::Duplicates,

@@ -29,11 +29,16 @@ pub enum Mutant {
     /// token is still unconsumed goes too: a crash before that consume,
     /// and a redelivery runs the handler again.
     ForgetWholeEntry,
+    /// A batch takes a second message for an entity (or token holder)
+    /// already in it: both handlers run on the record as the batch read
+    /// it, and the later write of the key in the `put_all` overwrites the
+    /// earlier one, whose effect is lost.
+    BatchSharedKeys,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 8] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -41,5 +46,6 @@ impl Mutant {
         Mutant::DispatchBeforeCommit,
         Mutant::CollectWithoutChecking,
         Mutant::ForgetWholeEntry,
+        Mutant::BatchSharedKeys,
     ];
 }

@@ -12,6 +12,9 @@ pub struct Stats {
     pub endpoint: String,
     /// Deliveries whose attempt committed.
     pub processed: AtomicU64,
+    /// Of those, deliveries committed in a batch with others
+    /// (`EndpointBuilder::batch`).
+    pub batched: AtomicU64,
     /// Deliveries dropped as already processed.
     pub duplicates: AtomicU64,
     /// Deliveries that found and finished an earlier attempt's entry.
@@ -39,6 +42,7 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Counter {
     Processed,
+    Batched,
     Duplicates,
     Recovered,
     Conflicts,
@@ -61,6 +65,7 @@ impl Stats {
     pub(crate) fn add(&self, counter: Counter) {
         let (cell, name) = match counter {
             Counter::Processed => (&self.processed, "exactly_processed_total"),
+            Counter::Batched => (&self.batched, "exactly_batched_total"),
             Counter::Duplicates => (&self.duplicates, "exactly_duplicates_dropped_total"),
             Counter::Recovered => (&self.recovered, "exactly_recovered_total"),
             Counter::Conflicts => (&self.conflicts, "exactly_conflicts_total"),
@@ -82,6 +87,7 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             processed: get(&self.processed),
+            batched: get(&self.batched),
             duplicates: get(&self.duplicates),
             recovered: get(&self.recovered),
             conflicts: get(&self.conflicts),
@@ -99,6 +105,7 @@ impl Stats {
 #[allow(missing_docs)]
 pub struct StatsSnapshot {
     pub processed: u64,
+    pub batched: u64,
     pub duplicates: u64,
     pub recovered: u64,
     pub conflicts: u64,

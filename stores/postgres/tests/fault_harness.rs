@@ -45,3 +45,18 @@ async fn sweeper_racing_workers_on_postgres_is_harmless() {
     .await;
     assert!(report.faults.sweeps > 0, "sweeps were started");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn batches_on_postgres_lose_and_duplicate_nothing() {
+    let report = run(Config {
+        schedules: 300,
+        first_seed: 20_000,
+        batch: 4,
+        ..Config::default()
+    })
+    .await;
+    assert!(
+        report.batched > 0,
+        "deliveries were committed in batches: {report}"
+    );
+}

@@ -155,6 +155,15 @@ impl Transport for Observed {
         Ok(())
     }
 
+    async fn ack_all(&self, receipts: &[Receipt]) -> Result<(), TransportError> {
+        self.counts.ack.fetch_add(1, Ordering::Relaxed);
+        self.inner.ack_all(receipts).await?;
+        for receipt in receipts {
+            self.acked(receipt);
+        }
+        Ok(())
+    }
+
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), TransportError> {
         self.counts.nack.fetch_add(1, Ordering::Relaxed);
         self.inner.nack(receipt, delay).await

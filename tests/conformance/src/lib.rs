@@ -81,6 +81,7 @@ macro_rules! transport_conformance {
             nack_redelivers
             unacked_redelivers
             ack_removes
+            ack_all_removes_each
             delay_not_early
             duplicates_tolerated
             too_large_is_typed

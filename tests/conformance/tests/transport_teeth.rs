@@ -27,6 +27,8 @@ enum Flaw {
     LeaseIgnored,
     /// `ack` does nothing.
     AckIgnored,
+    /// `ack_all` acks only the first receipt.
+    AckAllFirstOnly,
     /// Sends delayed messages at once.
     DelayIgnored,
     /// Refuses a message id it has seen before.
@@ -108,6 +110,13 @@ impl Transport for Flawed {
         }
     }
 
+    async fn ack_all(&self, receipts: &[Receipt]) -> Result<(), TransportError> {
+        match (self.flaw, receipts.first()) {
+            (Flaw::AckAllFirstOnly, Some(first)) => self.inner.ack(first).await,
+            _ => self.inner.ack_all(receipts).await,
+        }
+    }
+
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), TransportError> {
         let latest = {
             let receipts = self.receipts.lock().expect("receipts");
@@ -170,6 +179,12 @@ caught!(
     ack_ignored,
     AckIgnored,
     transport::ack_removes,
+    "acked message was delivered again"
+);
+caught!(
+    ack_all_first_only,
+    AckAllFirstOnly,
+    transport::ack_all_removes_each,
     "acked message was delivered again"
 );
 caught!(

@@ -143,13 +143,18 @@ impl Table for PgTable {
         Ok(Leased::in_seq_order(rows))
     }
 
-    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {
-        sqlx::query("DELETE FROM exactly_queue WHERE seq = $1 AND queue = $2")
-            .bind(seq)
-            .bind(queue)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError> {
+        let (queues, seqs): (Vec<&str>, Vec<i64>) = rows.iter().copied().unzip();
+        sqlx::query(
+            "DELETE FROM exactly_queue AS q
+             USING UNNEST($1::text[], $2::int8[]) AS acked (queue, seq)
+             WHERE q.seq = acked.seq AND q.queue = acked.queue",
+        )
+        .bind(queues)
+        .bind(seqs)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 

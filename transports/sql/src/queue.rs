@@ -188,8 +188,19 @@ impl Transport for SqlQueue {
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), TransportError> {
-        let (seq, _) = parse_handle(receipt)?;
-        self.table.delete(&receipt.queue, seq).await
+        self.ack_all(std::slice::from_ref(receipt)).await
+    }
+
+    /// One `DELETE` for all the receipts.
+    async fn ack_all(&self, receipts: &[Receipt]) -> Result<(), TransportError> {
+        let rows = receipts
+            .iter()
+            .map(|r| Ok((r.queue.as_str(), parse_handle(r)?.0)))
+            .collect::<Result<Vec<_>, TransportError>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.table.delete(&rows).await
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), TransportError> {

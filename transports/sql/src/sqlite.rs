@@ -95,14 +95,21 @@ impl Table for SqliteTable {
         Ok(Leased::in_seq_order(rows))
     }
 
-    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError> {
-        sqlx::query("DELETE FROM exactly_queue WHERE seq = ?1 AND queue = ?2")
-            .bind(seq)
-            .bind(queue)
-            .execute(&self.pool)
+    async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
-        Ok(())
+        for (queue, seq) in rows {
+            sqlx::query("DELETE FROM exactly_queue WHERE seq = ?1 AND queue = ?2")
+                .bind(seq)
+                .bind(queue)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn release(

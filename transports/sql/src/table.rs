@@ -78,8 +78,9 @@ pub(crate) trait Table: Send + Sync + fmt::Debug + 'static {
         until: i64,
     ) -> Result<Vec<Leased>, TransportError>;
 
-    /// Removes the row `seq` of `queue`, whoever holds it now.
-    async fn delete(&self, queue: &str, seq: i64) -> Result<(), TransportError>;
+    /// Removes the rows named by (`queue`, `seq`), whoever holds them now,
+    /// in one transaction.
+    async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError>;
 
     /// Makes the row visible at `visible_at` if `lease` still holds it.
     async fn release(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exactly::Transport;
+use exactly::{Envelope, Receipt, Transport};
 
 use super::{PATIENCE, envelope, ids, receive, receive_n, send};
 
@@ -28,20 +28,48 @@ pub async fn unacked_redelivers(transport: Arc<dyn Transport>, queue: &str) {
 /// An acked message is gone: when the lease of a message received beside
 /// it runs out, that one comes back and the acked one does not.
 pub async fn ack_removes(transport: Arc<dyn Transport>, queue: &str) {
-    let (acked, kept) = (envelope(queue, 1), envelope(queue, 2));
-    send(&*transport, vec![acked.clone(), kept.clone()]).await;
-    let got = receive_n(&*transport, queue, 2).await;
-    for d in got.iter().filter(|d| d.envelope.id == acked.id) {
-        transport.ack(&d.receipt).await.expect("ack");
+    acked_stay_gone(transport, queue, 1, false).await;
+}
+
+/// `ack_all` removes every message it names, and only those: of four
+/// received together, the three acked at once stay gone and the fourth
+/// comes back when its lease runs out.
+pub async fn ack_all_removes_each(transport: Arc<dyn Transport>, queue: &str) {
+    acked_stay_gone(transport, queue, 3, true).await;
+}
+
+/// Sends `acked` messages and one more, receives them all, acks the first
+/// `acked` (with one `ack_all` if `together`), and checks that only the
+/// unacked one is delivered again.
+async fn acked_stay_gone(transport: Arc<dyn Transport>, queue: &str, acked: u32, together: bool) {
+    let kept = envelope(queue, 0);
+    let acked: Vec<Envelope> = (1..=acked).map(|n| envelope(queue, n)).collect();
+    let acked_ids: HashSet<_> = acked.iter().map(|e| e.id).collect();
+    send(&*transport, acked.iter().chain([&kept]).cloned().collect()).await;
+    let got = receive_n(&*transport, queue, acked.len() + 1).await;
+    let receipts: Vec<Receipt> = got
+        .iter()
+        .filter(|d| acked_ids.contains(&d.envelope.id))
+        .map(|d| d.receipt.clone())
+        .collect();
+    if together {
+        transport.ack_all(&receipts).await.expect("ack_all");
+    } else {
+        for receipt in &receipts {
+            transport.ack(receipt).await.expect("ack");
+        }
     }
     let back = receive_n(&*transport, queue, 1).await;
     let more = receive(&*transport, queue, 10, Duration::from_millis(300)).await;
     let back: Vec<_> = back.into_iter().chain(more).collect();
     assert!(
-        !ids(&back).contains(&acked.id),
+        ids(&back).iter().all(|id| !acked_ids.contains(id)),
         "an acked message was delivered again"
     );
     assert!(ids(&back).contains(&kept.id), "the unacked one came back");
+    for d in &back {
+        transport.ack(&d.receipt).await.expect("ack");
+    }
 }
 
 /// Several receivers drain one queue together: every message arrives, and

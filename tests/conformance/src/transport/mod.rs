@@ -15,7 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use exactly::{DedupToken, Delivery, Envelope, MessageId, Outgoing, Transport, TransportError};
 
-pub use lease::{ack_removes, competing_consumers, stale_receipt_harmless, unacked_redelivers};
+pub use lease::{
+    ack_all_removes_each, ack_removes, competing_consumers, stale_receipt_harmless,
+    unacked_redelivers,
+};
 
 /// How long a check waits for something that must arrive (a lease to run
 /// out, a delay to pass) before failing.

@@ -1,0 +1,433 @@
+//! Batches: the deliveries one receive returned, taken through steps 1–3
+//! together — one `get_all` of every entity record and token holder, the
+//! handlers one after another, one `put_all` of every commit — then the
+//! committed entries' messages sent in one batch, the entries removed in
+//! one `put_all`, and one `ack_all`.
+//!
+//! A batch is a schedule of the one-message protocol, not a new protocol.
+//! Its read is every message's step-1 load and step-2 token read, made at
+//! one instant (each holder no earlier than its entity). Its `put_all` is
+//! every message's step-3 commit, each under its own precondition, made at
+//! one instant. No key is read or written for two messages of one batch,
+//! so no precondition depends on another message's write: the batch
+//! commits as its messages' commits would, one right after the other with
+//! nothing in between — an interleaving `tla/ExactlyOnce.tla` already
+//! checks. A refused `put_all` refuses every write, as if each of those
+//! attempts had lost its race. Whatever the batch does not take — a second
+//! message for a key already in it, a claim-checked body, an entity with a
+//! pending entry, a token found gone, a failed handler, a refused commit —
+//! goes through [`Core::handle_delivery`] afterwards, which decides it as
+//! it would any delivery.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::attempt::{Job, Prepared, commit_attempt};
+use super::stats::Counter;
+use super::{AttemptError, Core, Mutant, Outcome, Probe, Step, pause};
+use crate::blob::CLAIM_HEADER;
+use crate::endpoint::Guarantee;
+use crate::error::StoreError;
+use crate::handler::ErasedHandler;
+use crate::record::Loaded;
+use crate::store::{Version, Versioned};
+use crate::transport::{Delivery, Outgoing, Receipt};
+
+/// A delivery the batch takes, with what it reads and writes.
+struct Member {
+    /// Its place in the batch as received.
+    index: usize,
+    delivery: Delivery,
+    handler: Arc<dyn ErasedHandler>,
+    /// The entity's record key.
+    key: String,
+    /// The token holder's key, when it is another record (exactly-once).
+    holder: Option<String>,
+}
+
+/// A member whose commit is prepared.
+struct Ready {
+    member: Member,
+    prepared: Prepared,
+}
+
+/// A member whose commit is in: its record as written.
+struct Committed {
+    member: Member,
+    prepared: Prepared,
+    version: Version,
+}
+
+impl Committed {
+    /// The member's record as its commit wrote it.
+    fn current(&self) -> Loaded {
+        Loaded {
+            record: self.prepared.record.clone(),
+            version: Some(self.version.clone()),
+        }
+    }
+}
+
+/// Deliveries for the one-at-a-time path, with their places in the batch.
+type Rest = Vec<(usize, Delivery)>;
+
+impl Core {
+    /// Handles the deliveries of one receive; returns their outcomes in the
+    /// order given. Each delivery ends as [`Core::handle_delivery`] would
+    /// end it; nothing is acked before its work is done.
+    pub(crate) async fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+        probe: Option<&dyn Probe>,
+    ) -> Vec<Outcome> {
+        let (members, mut rest) = self.members(deliveries);
+        let mut outcomes = Vec::with_capacity(members.len() + rest.len());
+        if members.len() > 1 {
+            let span = info_span!("exactly.batch", endpoint = %self.name, size = members.len());
+            let (done, back) = self.batch(members, probe).instrument(span).await;
+            outcomes.extend(done);
+            rest.extend(back);
+        } else {
+            rest.extend(members.into_iter().map(|m| (m.index, m.delivery)));
+        }
+        rest.sort_unstable_by_key(|(index, _)| *index);
+        for (index, delivery) in rest {
+            outcomes.push((index, self.handle_delivery(delivery, probe).await));
+        }
+        outcomes.sort_unstable_by_key(|(index, _)| *index);
+        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+
+    /// Whether this endpoint takes deliveries in batches at all: the
+    /// protocol's deliberately broken variants are one-at-a-time only,
+    /// but for the batch's own.
+    fn batches(&self) -> bool {
+        matches!(self.config.mutant, None | Some(Mutant::BatchSharedKeys))
+    }
+
+    /// Splits the deliveries into batch members (no key shared) and the rest.
+    fn members(&self, deliveries: Vec<Delivery>) -> (Vec<Member>, Rest) {
+        let mut members = Vec::new();
+        let mut rest = Vec::new();
+        if !self.batches() {
+            return (members, deliveries.into_iter().enumerate().collect());
+        }
+        let mut taken = HashSet::new();
+        for (index, delivery) in deliveries.into_iter().enumerate() {
+            match self.member(&delivery, &mut taken) {
+                Some((handler, key, holder)) => members.push(Member {
+                    index,
+                    delivery,
+                    handler,
+                    key,
+                    holder,
+                }),
+                _ => rest.push((index, delivery)),
+            }
+        }
+        (members, rest)
+    }
+
+    /// The handler, entity key and token holder of a delivery the batch
+    /// can take, claiming its keys in `taken`; `None` for the rest.
+    fn member(
+        &self,
+        delivery: &Delivery,
+        taken: &mut HashSet<String>,
+    ) -> Option<(Arc<dyn ErasedHandler>, String, Option<String>)> {
+        let envelope = &delivery.envelope;
+        if envelope.header(CLAIM_HEADER).is_some() {
+            return None;
+        }
+        let handler = self.classify(envelope).ok()?;
+        let key = self
+            .entity_of(handler.as_ref(), envelope, &envelope.body)
+            .ok()?;
+        let holder = envelope
+            .token
+            .as_ref()
+            .filter(|_| self.config.guarantee == Guarantee::ExactlyOnce)
+            .map(|t| t.record.clone())
+            .filter(|holder| *holder != key);
+        let keys = std::iter::once(&key).chain(holder.as_ref());
+        if keys.clone().any(|k| taken.contains(k)) && !self.is(Mutant::BatchSharedKeys) {
+            return None;
+        }
+        taken.extend(keys.cloned());
+        Some((handler, key, holder))
+    }
+
+    /// Steps 1–6 for members that share no key. Returns the outcomes of
+    /// those it completed and the deliveries it leaves to the rest.
+    async fn batch(
+        &self,
+        members: Vec<Member>,
+        probe: Option<&dyn Probe>,
+    ) -> (Vec<(usize, Outcome)>, Rest) {
+        let mut back: Rest = Vec::new();
+        let give_back = |members: Vec<Member>, back: &mut Rest| {
+            back.extend(members.into_iter().map(|m| (m.index, m.delivery)));
+        };
+        // Steps 1–2: one read of every entity and token holder.
+        pause(probe, Step::Load).await;
+        let keys: Vec<&str> = members
+            .iter()
+            .flat_map(|m| std::iter::once(m.key.as_str()).chain(m.holder.as_deref()))
+            .collect();
+        let read = match self.store.get_all(&keys).await {
+            Ok(read) => read,
+            Err(e) => {
+                debug!(error = %e, "batch read failed; one at a time");
+                give_back(members, &mut back);
+                return (Vec::new(), back);
+            }
+        };
+        pause(probe, Step::CheckToken).await;
+        let mut read = read.into_iter();
+        let mut ready = Vec::with_capacity(members.len());
+        for member in members {
+            let entity = read.next().flatten();
+            let holder = member.holder.as_ref().map(|_| read.next().flatten());
+            pause(probe, Step::Handle).await;
+            match self.take(&member, entity, holder).await {
+                Ok(Some(prepared)) => ready.push(Ready { member, prepared }),
+                Ok(None) => back.push((member.index, member.delivery)),
+                Err(e) => {
+                    debug!(error = ?e, "left to one at a time");
+                    back.push((member.index, member.delivery));
+                }
+            }
+        }
+        // Step 3: every commit at once.
+        pause(probe, Step::Commit).await;
+        let (committed, refused) = self.commit_all(ready).await;
+        give_back(refused, &mut back);
+        // Steps 4–5, then 6.
+        let (finished, unfinished) = self.finish_all(committed, probe).await;
+        give_back(unfinished, &mut back);
+        let receipts: Vec<Receipt> = finished
+            .iter()
+            .map(|m| m.delivery.receipt.clone())
+            .collect();
+        pause(probe, Step::Ack).await;
+        if let Err(e) = self.transport.ack_all(&receipts).await {
+            // The work is done; redeliveries will be dropped as duplicates.
+            warn!(error = %e, "batch ack failed");
+        }
+        let done = finished
+            .into_iter()
+            .map(|m| {
+                self.count(&Outcome::Processed);
+                self.stats.add(Counter::Batched);
+                (m.index, Outcome::Processed)
+            })
+            .collect();
+        (done, back)
+    }
+
+    /// Steps 1–3 short of the write for one member, on the records as the
+    /// batch read them: `None` when the one-at-a-time path must decide (a
+    /// pending entry to finish first, a token gone).
+    async fn take(
+        &self,
+        member: &Member,
+        entity: Option<Versioned>,
+        holder: Option<Option<Versioned>>,
+    ) -> Result<Option<Prepared>, AttemptError> {
+        let envelope = &member.delivery.envelope;
+        let loaded = Loaded::parse(&member.key, entity)?;
+        let job = Job {
+            envelope,
+            handler: member.handler.as_ref(),
+            key: &member.key,
+            body: &envelope.body,
+            claim: None,
+        };
+        if self.config.guarantee == Guarantee::AtLeastOnce {
+            return self.prepare_at_least_once(&job, loaded).await.map(Some);
+        }
+        if !loaded.record.outbox.is_empty() {
+            return Ok(None);
+        }
+        let holder = match (&member.holder, holder) {
+            (Some(key), Some(stored)) => Some(Loaded::parse(key, stored)?),
+            _ => None,
+        };
+        let Some(holder) = self
+            .owed(envelope, &member.key, Some(&loaded), holder, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.prepare(&job, loaded, holder).await.map(Some)
+    }
+
+    /// Step 3's writes of every member: one `put_all` where the store
+    /// writes keys atomically (all commit or none does), otherwise one
+    /// write each. Returns the committed members and the refused ones.
+    async fn commit_all(&self, ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
+        if self.store.capabilities().atomic_multi_key {
+            let mut writes = Vec::new();
+            let mut entity_write = Vec::with_capacity(ready.len());
+            for r in &ready {
+                entity_write.push(writes.len());
+                writes.extend(r.prepared.writes(&r.member.key));
+            }
+            return match self.store.put_all(writes).await {
+                Ok(versions) => {
+                    let committed = ready
+                        .into_iter()
+                        .zip(entity_write)
+                        .filter_map(|(r, at)| {
+                            Some(Committed {
+                                version: versions.get(at)?.clone(),
+                                member: r.member,
+                                prepared: r.prepared,
+                            })
+                        })
+                        .collect();
+                    (committed, Vec::new())
+                }
+                Err(e) => {
+                    if matches!(e, StoreError::Conflict { .. }) {
+                        self.stats.add(Counter::Conflicts);
+                    }
+                    debug!(error = %e, "batch commit refused; one at a time");
+                    (Vec::new(), ready.into_iter().map(|r| r.member).collect())
+                }
+            };
+        }
+        let mut committed = Vec::with_capacity(ready.len());
+        let mut refused = Vec::new();
+        for Ready { member, prepared } in ready {
+            let written = commit_attempt(
+                self.store.as_ref(),
+                &member.key,
+                &prepared.base,
+                &prepared.record,
+            )
+            .await;
+            match written {
+                Ok(version) => committed.push(Committed {
+                    member,
+                    prepared,
+                    version,
+                }),
+                Err(e) => {
+                    if matches!(e, AttemptError::Conflict) {
+                        self.stats.add(Counter::Conflicts);
+                    }
+                    refused.push(member);
+                }
+            }
+        }
+        (committed, refused)
+    }
+
+    /// Steps 4–5 of every committed member: the messages of all entries
+    /// that only send, in one batch, and those entries removed in one
+    /// `put_all` (one write each where the store cannot); any other entry
+    /// through the finisher. Returns the finished members and the ones left
+    /// to the one-at-a-time path (which finds their entries and finishes
+    /// them: `Recovered`).
+    async fn finish_all(
+        &self,
+        committed: Vec<Committed>,
+        probe: Option<&dyn Probe>,
+    ) -> (Vec<Member>, Vec<Member>) {
+        let finisher = self.finisher(probe);
+        let (mut finished, mut unfinished) = (Vec::new(), Vec::new());
+        let mut sending = Vec::new();
+        for c in committed {
+            let entry = &c.prepared.entry;
+            if !c.prepared.pending && self.config.guarantee == Guarantee::ExactlyOnce {
+                finished.push(c.member);
+            } else if entry.sends_only() || self.config.guarantee == Guarantee::AtLeastOnce {
+                sending.push(c);
+            } else {
+                match finisher
+                    .finish_entry(&c.member.key, c.current(), entry)
+                    .await
+                {
+                    Ok(_) => finished.push(c.member),
+                    Err(_) => unfinished.push(c.member),
+                }
+            }
+        }
+        if sending.is_empty() {
+            return (finished, unfinished);
+        }
+        let messages: Vec<Outgoing> = sending
+            .iter()
+            .flat_map(|c| c.prepared.entry.messages.iter().cloned())
+            .collect();
+        if !messages.is_empty() {
+            pause(probe, Step::Dispatch).await;
+            if let Err(e) = self.transport.send(messages).await {
+                debug!(error = %e, "batch dispatch failed; one at a time");
+                unfinished.extend(sending.into_iter().map(|c| c.member));
+                return (finished, unfinished);
+            }
+        }
+        if self.config.guarantee == Guarantee::AtLeastOnce {
+            finished.extend(sending.into_iter().map(|c| c.member));
+            return (finished, unfinished);
+        }
+        let (removed, left) = self.remove_entries(sending, probe).await;
+        finished.extend(removed);
+        unfinished.extend(left);
+        (finished, unfinished)
+    }
+
+    /// Removes the dispatched entries of `sent`: one `put_all` of their
+    /// records as committed, without the entry; where that is refused (a
+    /// receiver already consumed one of the messages, and so dropped the
+    /// entry itself) or impossible, the finisher's removal of each, which
+    /// re-reads on conflict.
+    async fn remove_entries(
+        &self,
+        sent: Vec<Committed>,
+        probe: Option<&dyn Probe>,
+    ) -> (Vec<Member>, Vec<Member>) {
+        pause(probe, Step::RemoveEntry).await;
+        let without_entry = |c: &Committed| {
+            let mut record = c.prepared.record.clone();
+            record
+                .outbox
+                .retain(|e| e.incoming != c.prepared.entry.incoming);
+            record
+        };
+        if self.store.capabilities().atomic_multi_key {
+            let writes = sent
+                .iter()
+                .map(|c| crate::store::Write {
+                    key: c.member.key.clone(),
+                    value: without_entry(c).encode(),
+                    precondition: crate::store::Precondition::Matches(c.version.clone()),
+                })
+                .collect();
+            if self.store.put_all(writes).await.is_ok() {
+                return (sent.into_iter().map(|c| c.member).collect(), Vec::new());
+            }
+        }
+        let finisher = self.finisher(probe);
+        let (mut removed, mut left) = (Vec::new(), Vec::new());
+        for c in sent {
+            let current = Loaded {
+                record: c.prepared.record,
+                version: Some(c.version),
+            };
+            let incoming = c.prepared.entry.incoming;
+            match finisher
+                .remove_entry(&c.member.key, current, incoming)
+                .await
+            {
+                Ok(_) => removed.push(c.member),
+                Err(_) => left.push(c.member),
+            }
+        }
+        (removed, left)
+    }
+}
