@@ -32,7 +32,7 @@ use crate::endpoint::Guarantee;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::record::Loaded;
-use crate::store::{Version, Versioned};
+use crate::store::{Precondition, Version, Versioned, Write};
 use crate::transport::{Delivery, Outgoing, Receipt};
 
 /// A delivery the batch takes, with what it reads and writes.
@@ -61,6 +61,18 @@ struct Committed {
 }
 
 impl Committed {
+    /// The write of the member's record as committed, without its entry.
+    fn without_entry(&self) -> Write {
+        let mut record = self.prepared.record.clone();
+        let incoming = self.prepared.entry.incoming;
+        record.outbox.retain(|e| e.incoming != incoming);
+        Write {
+            key: self.member.key.clone(),
+            value: record.encode(),
+            precondition: Precondition::Matches(self.version.clone()),
+        }
+    }
+
     /// The member's record as its commit wrote it.
     fn current(&self) -> Loaded {
         Loaded {
@@ -265,50 +277,36 @@ impl Core {
     }
 
     /// Step 3's writes of every member: one `put_all` where the store
-    /// writes keys atomically (all commit or none does), otherwise one
-    /// write each. Returns the committed members and the refused ones.
+    /// writes keys atomically, otherwise one write each. Returns the
+    /// committed members and the refused ones.
     async fn commit_all(&self, ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
-        if self.store.capabilities().atomic_multi_key {
-            let mut writes = Vec::new();
-            let mut entity_write = Vec::with_capacity(ready.len());
-            for r in &ready {
-                entity_write.push(writes.len());
-                writes.extend(r.prepared.writes(&r.member.key));
-            }
-            return match self.store.put_all(writes).await {
-                Ok(versions) => {
-                    let committed = ready
-                        .into_iter()
-                        .zip(entity_write)
-                        .filter_map(|(r, at)| {
-                            Some(Committed {
-                                version: versions.get(at)?.clone(),
-                                member: r.member,
-                                prepared: r.prepared,
-                            })
-                        })
-                        .collect();
-                    (committed, Vec::new())
-                }
-                Err(e) => {
-                    if matches!(e, StoreError::Conflict { .. }) {
-                        self.stats.add(Counter::Conflicts);
-                    }
-                    debug!(error = %e, "batch commit refused; one at a time");
-                    (Vec::new(), ready.into_iter().map(|r| r.member).collect())
-                }
-            };
-        }
+        let atomic = self.store.capabilities().atomic_multi_key;
         let mut committed = Vec::with_capacity(ready.len());
         let mut refused = Vec::new();
-        for Ready { member, prepared } in ready {
-            let written = commit_attempt(
-                self.store.as_ref(),
-                &member.key,
-                &prepared.base,
-                &prepared.record,
-            )
-            .await;
+        let written: Vec<Result<Version, AttemptError>> = if atomic {
+            let groups = ready
+                .iter()
+                .map(|r| r.prepared.writes(&r.member.key))
+                .collect();
+            // The entity's write comes first in each group.
+            self.put_groups(groups, Counter::Conflicts)
+                .await
+                .into_iter()
+                .map(|versions| {
+                    versions
+                        .and_then(|v| v.into_iter().next())
+                        .ok_or_else(|| AttemptError::Retry("not written in the batch".into()))
+                })
+                .collect()
+        } else {
+            let mut written = Vec::with_capacity(ready.len());
+            for r in &ready {
+                let (key, p) = (&r.member.key, &r.prepared);
+                written.push(commit_attempt(self.store.as_ref(), key, &p.base, &p.record).await);
+            }
+            written
+        };
+        for (Ready { member, prepared }, written) in ready.into_iter().zip(written) {
             match written {
                 Ok(version) => committed.push(Committed {
                     member,
@@ -316,7 +314,7 @@ impl Core {
                     version,
                 }),
                 Err(e) => {
-                    if matches!(e, AttemptError::Conflict) {
+                    if !atomic && matches!(e, AttemptError::Conflict) {
                         self.stats.add(Counter::Conflicts);
                     }
                     refused.push(member);
@@ -324,6 +322,47 @@ impl Core {
             }
         }
         (committed, refused)
+    }
+
+    /// One `put_all` of every group's writes. A write refused for a
+    /// conflict takes only its own group out: the others, whose reads still
+    /// stand, are written again without it, so one lost race costs one
+    /// message its place in the batch, not the whole batch; it is counted
+    /// as `lost`. Returns each group's versions, `None` for a group not
+    /// written.
+    async fn put_groups(
+        &self,
+        groups: Vec<Vec<Write>>,
+        lost: Counter,
+    ) -> Vec<Option<Vec<Version>>> {
+        let mut written = vec![None; groups.len()];
+        let mut live: Vec<usize> = (0..groups.len()).collect();
+        while !live.is_empty() {
+            let writes = live.iter().flat_map(|g| groups[*g].clone()).collect();
+            match self.store.put_all(writes).await {
+                Ok(versions) => {
+                    let mut versions = versions.into_iter();
+                    for g in live {
+                        written[g] = Some(versions.by_ref().take(groups[g].len()).collect());
+                    }
+                    break;
+                }
+                Err(StoreError::Conflict { key }) => {
+                    let loser = live
+                        .iter()
+                        .position(|g| groups[*g].iter().any(|w| w.key == key));
+                    let Some(loser) = loser else { break };
+                    debug!(%key, "a batch write lost its race; the rest again");
+                    self.stats.add(lost);
+                    live.remove(loser);
+                }
+                Err(e) => {
+                    debug!(error = %e, "batch write failed; one at a time");
+                    break;
+                }
+            }
+        }
+        written
     }
 
     /// Steps 4–5 of every committed member: the messages of all entries
@@ -382,9 +421,9 @@ impl Core {
     }
 
     /// Removes the dispatched entries of `sent`: one `put_all` of their
-    /// records as committed, without the entry; where that is refused (a
+    /// records as committed, without the entry; where a write is refused (a
     /// receiver already consumed one of the messages, and so dropped the
-    /// entry itself) or impossible, the finisher's removal of each, which
+    /// entry itself) or the store cannot, the finisher's removal, which
     /// re-reads on conflict.
     async fn remove_entries(
         &self,
@@ -392,42 +431,29 @@ impl Core {
         probe: Option<&dyn Probe>,
     ) -> (Vec<Member>, Vec<Member>) {
         pause(probe, Step::RemoveEntry).await;
-        let without_entry = |c: &Committed| {
-            let mut record = c.prepared.record.clone();
-            record
-                .outbox
-                .retain(|e| e.incoming != c.prepared.entry.incoming);
-            record
+        let removed: Vec<bool> = if self.store.capabilities().atomic_multi_key {
+            let groups = sent.iter().map(|c| vec![c.without_entry()]).collect();
+            let written = self.put_groups(groups, Counter::BookkeepingConflicts).await;
+            written.iter().map(Option::is_some).collect()
+        } else {
+            vec![false; sent.len()]
         };
-        if self.store.capabilities().atomic_multi_key {
-            let writes = sent
-                .iter()
-                .map(|c| crate::store::Write {
-                    key: c.member.key.clone(),
-                    value: without_entry(c).encode(),
-                    precondition: crate::store::Precondition::Matches(c.version.clone()),
-                })
-                .collect();
-            if self.store.put_all(writes).await.is_ok() {
-                return (sent.into_iter().map(|c| c.member).collect(), Vec::new());
-            }
-        }
         let finisher = self.finisher(probe);
-        let (mut removed, mut left) = (Vec::new(), Vec::new());
-        for c in sent {
-            let current = Loaded {
-                record: c.prepared.record,
-                version: Some(c.version),
-            };
+        let (mut done, mut left) = (Vec::new(), Vec::new());
+        for (c, removed) in sent.into_iter().zip(removed) {
+            if removed {
+                done.push(c.member);
+                continue;
+            }
             let incoming = c.prepared.entry.incoming;
             match finisher
-                .remove_entry(&c.member.key, current, incoming)
+                .remove_entry(&c.member.key, c.current(), incoming)
                 .await
             {
-                Ok(_) => removed.push(c.member),
+                Ok(_) => done.push(c.member),
                 Err(_) => left.push(c.member),
             }
         }
-        (removed, left)
+        (done, left)
     }
 }

@@ -60,9 +60,13 @@ struct Cli {
     /// Entities the messages are spread over.
     #[arg(long, default_value_t = 1_000)]
     entities: u64,
-    /// Messages in flight at most (default: twice the workers).
+    /// Messages in flight at most (default: twice the workers, times the
+    /// batch).
     #[arg(long)]
     window: Option<usize>,
+    /// Most deliveries a worker handles together (1: one at a time).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Messages per contention run (default: messages / 5).
     #[arg(long)]
     hot_messages: Option<u64>,
@@ -130,6 +134,7 @@ impl Cli {
             concurrency: self.concurrency,
             entities: quick(self.entities, 50),
             window: self.window,
+            batch: self.batch.max(1),
             hot_messages: self.hot_messages.unwrap_or(messages / 5).max(1),
             sweep_messages: self.sweep_messages.unwrap_or(messages / 2).max(1),
             sweep_levels: if self.quick {

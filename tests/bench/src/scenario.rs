@@ -18,8 +18,10 @@ pub struct Settings {
     pub messages: u64,
     pub concurrency: usize,
     pub entities: u64,
-    /// Messages in flight; `None`: twice the workers.
+    /// Messages in flight; `None`: twice the workers (times the batch).
     pub window: Option<usize>,
+    /// Most deliveries a worker handles together (`EndpointBuilder::batch`).
+    pub batch: usize,
     /// Messages of each contention run.
     pub hot_messages: u64,
     /// Messages of each concurrency-sweep run.
@@ -45,8 +47,9 @@ impl Settings {
             concurrency,
             window: self
                 .window
-                .unwrap_or(2 * concurrency * shape.hops() as usize),
+                .unwrap_or(2 * concurrency * shape.hops() as usize * self.batch),
             drain: self.drain,
+            batch: self.batch,
         }
     }
 }
@@ -64,11 +67,12 @@ async fn measure(backend: &Backend, spec: Spec) -> Result<Row, String> {
         .map_err(|e| e.to_string())?,
     );
     bar.set_prefix(format!(
-        "{} {} {} c={}",
+        "{} {} {} c={} b={}",
         backend.label(),
         spec.shape.label(),
         mode_label(spec.mode),
-        spec.concurrency
+        spec.concurrency,
+        spec.batch
     ));
     let result = workload::run(fresh, &spec, &run, &bar).await;
     bar.finish_and_clear();
@@ -122,11 +126,19 @@ pub async fn backend_scenario(
     }
     let feed = match (s.drain, s.window) {
         (true, _) => "drain: all queued first, then the endpoints timed emptying the queue".into(),
+        (false, None) if s.batch > 1 => format!(
+            "closed loop: at most 2 × {} messages in flight per worker",
+            s.batch
+        ),
         (false, None) => "closed loop: at most 2 messages in flight per worker".into(),
         (false, Some(w)) => format!("closed loop: at most {w} messages in flight"),
     };
+    let batch = match s.batch {
+        1 => String::new(),
+        n => format!(" taking batches of up to {n} deliveries"),
+    };
     println!(
-        "{} messages over {} entities, {} workers per endpoint, {feed}.\n",
+        "{} messages over {} entities, {} workers per endpoint{batch}, {feed}.\n",
         s.messages, s.entities, s.concurrency,
     );
     let mut specs = Vec::new();

@@ -102,6 +102,8 @@ pub struct Spec {
     /// Queue every message first, then time the endpoints draining them
     /// (no latency: it would be time spent waiting in the queue).
     pub drain: bool,
+    /// Most deliveries a worker handles together.
+    pub batch: usize,
 }
 
 /// A store and transport for one run, fresh, plus whatever keeps them alive.
@@ -154,6 +156,7 @@ pub async fn run(
             .handler(Counter { next })
             .guarantee(spec.mode)
             .concurrency(spec.concurrency)
+            .batch(spec.batch)
             // No periodic sweep during the run: a sweep pass reads every
             // entity record, which would blur the per-message counts. Its
             // cost is measured once, after the run.
