@@ -19,13 +19,14 @@ use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
+use crate::protocol::batch::put_groups;
 use crate::protocol::dispatched::Dispatched;
 use crate::protocol::finish::Finisher;
 use crate::protocol::{AttemptError, Probe, Sweeper};
 use crate::record::{
     EntityRecord, INTENT_PREFIX, Loaded, OutboxEntry, read_record, validate_name, write_record,
 };
-use crate::store::{Precondition, Store};
+use crate::store::{Precondition, Store, Write};
 use crate::transport::{Outgoing, Transport};
 
 /// Why a send was not accepted. Once `send` returns `Ok`, the message is
@@ -216,14 +217,117 @@ impl Sender {
         Ok(id)
     }
 
-    async fn commit_and_dispatch(
+    /// Sends several messages to `destination`, each under a fresh id, as
+    /// [`Sender::send`] would, but together: on a store that writes several
+    /// keys atomically, every intent record is created in one `put_all`
+    /// and every message goes out in one send. Returns the ids in order.
+    pub async fn send_all<M: Message>(
         &self,
-        envelope: Envelope,
-        state: Option<Bytes>,
+        destination: &str,
+        messages: &[M],
+    ) -> Result<Vec<MessageId>, SendError> {
+        let envelopes = messages
+            .iter()
+            .map(|m| self.envelope(self.env.new_id(), destination, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_envelopes(envelopes).await
+    }
+
+    /// Sends envelopes built by [`Sender::envelope`] together (see
+    /// [`Sender::send_all`]). Each id is its own intent record, so sending
+    /// the same envelopes again is idempotent: after an error, some of them
+    /// may be committed (and will be delivered), and a retry of the whole
+    /// list sends nothing twice.
+    pub async fn send_envelopes(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<MessageId>, SendError> {
+        self.send_batch(envelopes, None).await
+    }
+
+    /// [`Sender::send_envelopes`], pausing at `probe` before each step.
+    pub(crate) async fn send_batch(
+        &self,
+        envelopes: Vec<Envelope>,
         probe: Option<&dyn Probe>,
-    ) -> Result<Loaded, SendError> {
+    ) -> Result<Vec<MessageId>, SendError> {
+        for envelope in &envelopes {
+            self.check_token(envelope)?;
+        }
+        let ids: Vec<MessageId> = envelopes.iter().map(|e| e.id).collect();
+        // An id listed twice is one intent record: its repeats go after.
+        let mut seen = std::collections::HashSet::new();
+        let (envelopes, repeats): (Vec<Envelope>, Vec<Envelope>) =
+            envelopes.into_iter().partition(|e| seen.insert(e.id));
+        if envelopes.len() < 2 || !self.store.capabilities().atomic_multi_key {
+            for envelope in envelopes.into_iter().chain(repeats) {
+                self.commit_and_dispatch(envelope, None, probe).await?;
+            }
+            return Ok(ids);
+        }
+        let finisher = self.finisher(probe);
+        let groups = envelopes
+            .iter()
+            .map(|e| {
+                vec![Write {
+                    key: self.record_key(e.id),
+                    value: self.intent_record(e.clone(), None).encode(),
+                    precondition: Precondition::Absent,
+                }]
+            })
+            .collect();
+        finisher.step(crate::Step::Commit).await;
+        let written = put_groups(self.store.as_ref(), groups, || {}).await;
+        let mut fresh = Vec::with_capacity(envelopes.len());
+        for (envelope, written) in envelopes.into_iter().zip(written) {
+            match written {
+                Some(_) => fresh.push(Outgoing::new(envelope)),
+                // Sent before under this id, or the batch write failed:
+                // decided one at a time (a conflict is read, not trusted).
+                None => {
+                    self.commit_and_dispatch(envelope, None, probe).await?;
+                }
+            }
+        }
+        let keys: Vec<String> = fresh
+            .iter()
+            .map(|o| self.record_key(o.envelope.id))
+            .collect();
+        let entry = OutboxEntry {
+            messages: fresh,
+            committed_at: self.env.now_millis(),
+            ..OutboxEntry::default()
+        };
+        match finisher.dispatch(&entry).await {
+            Ok(()) => keys.iter().for_each(|key| self.dispatched.remember(key)),
+            Err(e) => {
+                warn!(error = ?e, "intents committed but not yet dispatched; the sweeper will");
+            }
+        }
+        for envelope in repeats {
+            self.commit_and_dispatch(envelope, None, probe).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Refuses an envelope whose token is not this sender's for its id: its
+    /// intent record would hold a token no receiver could consume.
+    fn check_token(&self, envelope: &Envelope) -> Result<(), InvalidName> {
+        let key = self.record_key(envelope.id);
+        match &envelope.token {
+            Some(token) if token.record == key && token.id == envelope.id => Ok(()),
+            _ => Err(InvalidName {
+                what: "envelope token",
+                value: envelope.id.to_string(),
+                reason: "must be this sender's token for the envelope's id (Sender::envelope)",
+            }),
+        }
+    }
+
+    /// The intent record for `envelope`: its token, and an entry that only
+    /// sends it.
+    fn intent_record(&self, envelope: Envelope, state: Option<Bytes>) -> EntityRecord {
         let id = envelope.id;
-        let key = self.record_key(id);
         let mut record = EntityRecord {
             state,
             ..EntityRecord::default()
@@ -236,6 +340,18 @@ impl Sender {
             messages: vec![Outgoing::new(envelope)],
             ..OutboxEntry::default()
         });
+        record
+    }
+
+    async fn commit_and_dispatch(
+        &self,
+        envelope: Envelope,
+        state: Option<Bytes>,
+        probe: Option<&dyn Probe>,
+    ) -> Result<Loaded, SendError> {
+        let id = envelope.id;
+        let key = self.record_key(id);
+        let record = self.intent_record(envelope, state);
         let finisher = self.finisher(probe);
         let committed = self.commit_intent(&finisher, &key, record).await?;
         match self

@@ -601,3 +601,61 @@ async fn a_sent_intent_is_left_to_the_receiver_and_swept_without_a_resend() {
         assert!(intent(id).await.is_settled(), "{name}'s intent settled");
     }
 }
+
+/// `send_all` commits every intent in one `put_all` and sends in one batch;
+/// sending the same envelopes again commits and delivers nothing new, on a
+/// store with atomic multi-key writes and on one without. An envelope
+/// whose token is not the sender's own is refused before anything is
+/// written.
+#[tokio::test]
+async fn send_all_sends_each_once_and_a_resend_of_the_list_is_idempotent() {
+    for atomic in [true, false] {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new().atomic_multi_key(atomic));
+        let transport = Arc::new(MemoryTransport::new());
+        let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+        let endpoint = audit_batched(store.clone(), transport.clone(), 16);
+        let audits: Vec<Audit> = (0..20)
+            .map(|i| Audit {
+                account: format!("a{}", i % 5),
+            })
+            .collect();
+        let ids = sender.send_all("audit", &audits).await.expect("send_all");
+        assert_eq!(ids.len(), 20);
+        assert_eq!(transport.depth("audit"), 20, "atomic {atomic}");
+        let again: Vec<_> = ids
+            .iter()
+            .zip(&audits)
+            .map(|(id, m)| sender.envelope(*id, "audit", m).expect("envelope"))
+            .collect();
+        let mut foreign = again[0].clone();
+        if let Some(token) = foreign.token.as_mut() {
+            token.record = "i/other/x".into();
+        }
+        let refused = sender.send_envelopes(vec![foreign]).await;
+        assert!(
+            matches!(refused, Err(exactly::SendError::InvalidName(_))),
+            "{refused:?}"
+        );
+        assert_eq!(sender.send_envelopes(again).await.expect("resend"), ids);
+
+        let mut outcomes = Vec::new();
+        while let Ok(got) = transport.receive("audit", 16, Duration::ZERO).await {
+            if got.is_empty() {
+                break;
+            }
+            outcomes.extend(endpoint.handle_batch(got).await);
+        }
+        let processed = outcomes.iter().filter(|o| **o == Outcome::Processed);
+        assert_eq!(processed.count(), 20, "atomic {atomic}: {outcomes:?}");
+        for i in 0..5 {
+            let seen = state(store.as_ref(), &format!("e/audit/a{i}")).await;
+            assert_eq!(seen, Some(4), "atomic {atomic}");
+        }
+        for id in ids {
+            let key = sender.record_key(id);
+            let v = store.get(&key).await.expect("get").expect("intent");
+            let record = EntityRecord::decode(&key, &v.value).expect("record");
+            assert!(record.is_settled(), "{key} settled");
+        }
+    }
+}

@@ -73,8 +73,8 @@ pub(crate) struct Worker {
     pub gate: Arc<Gate>,
     /// The deliveries it works on, for lease expiry and crash recovery.
     pub receipts: Vec<crate::transport::Receipt>,
-    /// A seed send to restart if this worker crashes (the client retries).
-    pub resend: Option<crate::message::Envelope>,
+    /// Seed sends to restart if this worker crashes (the client retries).
+    pub resend: Vec<crate::message::Envelope>,
 }
 
 /// Where a worker stopped after one [`advance`].

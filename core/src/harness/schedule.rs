@@ -137,14 +137,21 @@ pub(super) async fn run_one(
             report.steps += 1;
             if let Advanced::Done(retry) = advance(&mut workers[i]).await {
                 let done = workers.swap_remove(i);
-                if retry && let Some(envelope) = done.resend {
-                    seeds.push(envelope);
+                if retry {
+                    seeds.extend(done.resend);
                 }
             }
             continue;
         }
         if let Some(envelope) = pop_random(&mut rng, &mut seeds) {
-            workers.push(world.send_worker(envelope));
+            // With batches, a client sends what it has together.
+            let mut batch = vec![envelope];
+            while batch.len() < config.batch
+                && let Some(more) = pop_random(&mut rng, &mut seeds)
+            {
+                batch.push(more);
+            }
+            workers.push(world.send_worker(batch));
             continue;
         }
         if let Some(worker) = world.receive_worker(&mut rng, config.batch).await {
@@ -288,14 +295,16 @@ impl World {
         }
     }
 
-    fn send_worker(&self, envelope: Envelope) -> Worker {
+    fn send_worker(&self, envelopes: Vec<Envelope>) -> Worker {
         let gate = Arc::new(Gate::default());
-        let (sender, g, e) = (self.sender.clone(), gate.clone(), envelope.clone());
+        let (sender, g, e) = (self.sender.clone(), gate.clone(), envelopes.clone());
+        // One envelope goes the way `send_envelope` does.
+        let future = async move { sender.send_batch(e, Some(g.as_ref())).await.is_err() };
         Worker {
-            future: async move { sender.send_envelope(e, Some(g.as_ref())).await.is_err() }.boxed(),
+            future: future.boxed(),
             gate,
             receipts: Vec::new(),
-            resend: Some(envelope),
+            resend: envelopes,
         }
     }
 
@@ -330,7 +339,7 @@ impl World {
                 .boxed(),
                 gate,
                 receipts,
-                resend: None,
+                resend: Vec::new(),
             });
         }
         None
@@ -409,7 +418,7 @@ impl World {
                 .boxed(),
                 gate,
                 receipts: Vec::new(),
-                resend: None,
+                resend: Vec::new(),
             });
         }
     }

@@ -32,7 +32,7 @@ use crate::endpoint::Guarantee;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::record::Loaded;
-use crate::store::{Precondition, Version, Versioned, Write};
+use crate::store::{Precondition, Store, Version, Versioned, Write};
 use crate::transport::{Delivery, Outgoing, Receipt};
 
 /// A delivery the batch takes, with what it reads and writes.
@@ -289,15 +289,17 @@ impl Core {
                 .map(|r| r.prepared.writes(&r.member.key))
                 .collect();
             // The entity's write comes first in each group.
-            self.put_groups(groups, Counter::Conflicts)
-                .await
-                .into_iter()
-                .map(|versions| {
-                    versions
-                        .and_then(|v| v.into_iter().next())
-                        .ok_or_else(|| AttemptError::Retry("not written in the batch".into()))
-                })
-                .collect()
+            put_groups(self.store.as_ref(), groups, || {
+                self.stats.add(Counter::Conflicts)
+            })
+            .await
+            .into_iter()
+            .map(|versions| {
+                versions
+                    .and_then(|v| v.into_iter().next())
+                    .ok_or_else(|| AttemptError::Retry("not written in the batch".into()))
+            })
+            .collect()
         } else {
             let mut written = Vec::with_capacity(ready.len());
             for r in &ready {
@@ -322,47 +324,6 @@ impl Core {
             }
         }
         (committed, refused)
-    }
-
-    /// One `put_all` of every group's writes. A write refused for a
-    /// conflict takes only its own group out: the others, whose reads still
-    /// stand, are written again without it, so one lost race costs one
-    /// message its place in the batch, not the whole batch; it is counted
-    /// as `lost`. Returns each group's versions, `None` for a group not
-    /// written.
-    async fn put_groups(
-        &self,
-        groups: Vec<Vec<Write>>,
-        lost: Counter,
-    ) -> Vec<Option<Vec<Version>>> {
-        let mut written = vec![None; groups.len()];
-        let mut live: Vec<usize> = (0..groups.len()).collect();
-        while !live.is_empty() {
-            let writes = live.iter().flat_map(|g| groups[*g].clone()).collect();
-            match self.store.put_all(writes).await {
-                Ok(versions) => {
-                    let mut versions = versions.into_iter();
-                    for g in live {
-                        written[g] = Some(versions.by_ref().take(groups[g].len()).collect());
-                    }
-                    break;
-                }
-                Err(StoreError::Conflict { key }) => {
-                    let loser = live
-                        .iter()
-                        .position(|g| groups[*g].iter().any(|w| w.key == key));
-                    let Some(loser) = loser else { break };
-                    debug!(%key, "a batch write lost its race; the rest again");
-                    self.stats.add(lost);
-                    live.remove(loser);
-                }
-                Err(e) => {
-                    debug!(error = %e, "batch write failed; one at a time");
-                    break;
-                }
-            }
-        }
-        written
     }
 
     /// Steps 4–5 of every committed member: the messages of all entries
@@ -433,7 +394,10 @@ impl Core {
         pause(probe, Step::RemoveEntry).await;
         let removed: Vec<bool> = if self.store.capabilities().atomic_multi_key {
             let groups = sent.iter().map(|c| vec![c.without_entry()]).collect();
-            let written = self.put_groups(groups, Counter::BookkeepingConflicts).await;
+            let written = put_groups(self.store.as_ref(), groups, || {
+                self.stats.add(Counter::BookkeepingConflicts)
+            })
+            .await;
             written.iter().map(Option::is_some).collect()
         } else {
             vec![false; sent.len()]
@@ -456,4 +420,45 @@ impl Core {
         }
         (done, left)
     }
+}
+
+/// One `put_all` of every group's writes, on a store that writes keys
+/// atomically. A write refused for a conflict takes only its own group
+/// out: the others, whose reads still stand, are written again without it,
+/// so one lost race costs one message its place in the batch, not the
+/// whole batch; `lost` is called for each. Returns each group's versions,
+/// `None` for a group not written.
+pub(crate) async fn put_groups(
+    store: &dyn Store,
+    groups: Vec<Vec<Write>>,
+    mut lost: impl FnMut(),
+) -> Vec<Option<Vec<Version>>> {
+    let mut written = vec![None; groups.len()];
+    let mut live: Vec<usize> = (0..groups.len()).collect();
+    while !live.is_empty() {
+        let writes = live.iter().flat_map(|g| groups[*g].clone()).collect();
+        match store.put_all(writes).await {
+            Ok(versions) => {
+                let mut versions = versions.into_iter();
+                for g in live {
+                    written[g] = Some(versions.by_ref().take(groups[g].len()).collect());
+                }
+                break;
+            }
+            Err(StoreError::Conflict { key }) => {
+                let loser = live
+                    .iter()
+                    .position(|g| groups[*g].iter().any(|w| w.key == key));
+                let Some(loser) = loser else { break };
+                debug!(%key, "a batch write lost its race; the rest again");
+                lost();
+                live.remove(loser);
+            }
+            Err(e) => {
+                debug!(error = %e, "batch write failed");
+                break;
+            }
+        }
+    }
+    written
 }

@@ -10,7 +10,7 @@
 //! | 6 ack | `Ack` | `Core::handle_delivery` |
 
 pub(crate) mod attempt;
-mod batch;
+pub(crate) mod batch;
 mod core;
 pub(crate) mod delivery;
 pub(crate) mod dispatched;

@@ -1,5 +1,6 @@
 //! The producer: feeds `Bump`s in a closed loop (a fixed number in flight)
-//! or all at once for a drain run.
+//! or all at once for a drain run; with `--batch`, up to that many per
+//! send.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,45 +27,63 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// Takes a window permit, and as many more as are free at once, up to
+    /// the batch; stamps the time and sends that many messages together.
     async fn produce(&self) -> Result<(), String> {
+        let batch = self.spec.batch.max(1) as u64;
         loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= self.spec.messages {
-                return Ok(());
-            }
             self.window
                 .acquire()
                 .await
                 .map_err(|e| e.to_string())?
                 .forget();
-            let bump = Bump {
-                entity: format!("entity-{}", i % self.spec.entities.max(1)),
-                sent_at_us: now_us(),
-                hops_left: (self.spec.shape.hops() - 1) as u8,
-            };
-            self.send(&bump).await?;
+            let mut taken = 1;
+            while taken < batch
+                && let Ok(permit) = self.window.try_acquire()
+            {
+                permit.forget();
+                taken += 1;
+            }
+            let first = self.next.fetch_add(taken, Ordering::Relaxed);
+            let last = (first + taken).min(self.spec.messages);
+            if first >= last {
+                return Ok(());
+            }
+            let bumps: Vec<Bump> = (first..last)
+                .map(|i| Bump {
+                    entity: format!("entity-{}", i % self.spec.entities.max(1)),
+                    sent_at_us: now_us(),
+                    hops_left: (self.spec.shape.hops() - 1) as u8,
+                })
+                .collect();
+            self.send(&bumps).await?;
         }
     }
 
-    /// Exactly-once: through a `Sender` (intent record with the token,
-    /// then dispatch). At-least-once: the plain envelope, no token.
-    async fn send(&self, bump: &Bump) -> Result<(), String> {
+    /// Exactly-once: through a `Sender` (intent records with the tokens,
+    /// then dispatch; one `put_all` and one send for several). At-least-once:
+    /// the plain envelopes, no token, in one send.
+    async fn send(&self, bumps: &[Bump]) -> Result<(), String> {
         match self.spec.mode {
             Guarantee::ExactlyOnce => {
                 self.sender
-                    .send(&self.queue, bump)
+                    .send_all(&self.queue, bumps)
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Guarantee::AtLeastOnce => {
-                let id = exactly::Env::system().new_id();
-                let mut envelope = self
-                    .sender
-                    .envelope(id, &self.queue, bump)
+                let envelopes = bumps
+                    .iter()
+                    .map(|bump| {
+                        let id = exactly::Env::system().new_id();
+                        let mut envelope = self.sender.envelope(id, &self.queue, bump)?;
+                        envelope.token = None;
+                        Ok(Outgoing::new(envelope))
+                    })
+                    .collect::<Result<Vec<_>, exactly::SendError>>()
                     .map_err(|e| e.to_string())?;
-                envelope.token = None;
                 self.transport
-                    .send(vec![Outgoing::new(envelope)])
+                    .send(envelopes)
                     .await
                     .map_err(|e| e.to_string())?;
             }
