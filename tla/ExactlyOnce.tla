@@ -54,6 +54,7 @@ Variants == {"Good",
              "OneWrite",            \* commit + consume in one atomic write of two keys
              "OneWriteNoEntry",     \* (g) as OneWrite, but never an OutboxEntry: send after it
              "ForgetWholeEntry",    \* (h) a consume drops every entry listing its message
+             "LeaveUnsent",         \* (i) as OneWrite, but an unsent entry may count as remembered
              "Inbox"}               \* identity-inbox fallback with a retention window
 
 ASSUME Variant \in Variants
@@ -95,11 +96,22 @@ TokTableVariants == {"PutIfAbsentAtDispatch", "MintAfterCommit"}
 InRecord == Variant \notin TokTableVariants \cup {"Inbox"}
 
 (* Does the commit consume the incoming token (Store::put_all)? *)
-OneWrite == Variant \in {"OneWrite", "OneWriteNoEntry"}
+OneWrite == Variant \in {"OneWrite", "OneWriteNoEntry", "LeaveUnsent"}
 
 (* With tokens in records, the intent client leaves its dispatched entry for   *)
 (* the receiver's consume to drop (it remembers what it sent, pc "sent").      *)
 ClientLeavesEntry == InRecord
+
+(* When the commit consumes the incoming token (OneWrite), a worker leaves a  *)
+(* dispatched entry that has nothing left but its messages for the           *)
+(* receivers' consumes to drop, and remembers it (the endpoint's memory,      *)
+(* shared by its workers and its sweeper): a later load of the record skips  *)
+(* it, a redelivery of its message is done, and the sweeper may remove it    *)
+(* without sending again.  Memory implies sent, so the model lets any         *)
+(* process treat an entry as remembered once its messages were sent; each may *)
+(* also not know it, and finish the entry as before.                          *)
+WorkerLeavesEntry == OneWrite
+
 
 -----------------------------------------------------------------------------
 VARIABLES
@@ -176,6 +188,11 @@ Forgotten(outbox, t) ==
     ELSE {e \in {[f EXCEPT !.out = {o \in f.out : o.tok # t}] : f \in outbox} :
             e.out # {} \/ e.intok # NoTok}
 
+(* An entry a process may treat as remembered (see WorkerLeavesEntry). *)
+(* Mutant (i) forgets that the memory is only ever of entries already sent.   *)
+Left(e) == /\ WorkerLeavesEntry /\ e.intok = NoTok /\ e.out # {}
+           /\ (e.out \subseteq sent \/ Variant = "LeaveUnsent")
+
 ConflictPc(p) == CASE p \in Workers -> StartPc
                    [] p = Sweeper   -> "idle"
                    [] p = Client    -> "done"
@@ -237,18 +254,24 @@ LeaseExpires(w) ==
 (* (of m or of an earlier message) is finished first.                          *)
 Load(w) ==
     /\ pc[w] = "load"
-    /\ LET r == rec[key[w]] IN
-       /\ IF r.outbox # {}
-          THEN \E e \in r.outbox : /\ fin' = [fin EXCEPT ![w] = e]
+    /\ LET r == rec[key[w]]
+           own == {e \in r.outbox : e.in = msg[w].id}
+       IN \/ \E e \in r.outbox : /\ fin' = [fin EXCEPT ![w] = e]
                                    /\ ver' = [ver EXCEPT ![w] = FinVer(r.ver)]
                                    /\ SetPc(w, FinishStart)
-          ELSE /\ fin' = [fin EXCEPT ![w] = NoFin]
-               /\ ver' = [ver EXCEPT ![w] = r.ver]
-               /\ SetPc(w,
-                    CASE Variant = "CheckBeforeLoad" -> "commit" \* checked already
-                      [] Variant = "Inbox" ->                     \* own record
-                           IF msg[w].id \in r.inbox THEN "ack" ELSE "commit"
-                      [] OTHER -> "check")
+          \/ /\ \A e \in r.outbox : Left(e)      \* all remembered: skipped
+             /\ own # {}                          \* m's own: m is done
+             /\ SetPc(w, "ack")
+             /\ UNCHANGED <<fin, ver>>
+          \/ /\ \A e \in r.outbox : Left(e)      \* nothing pending (or all skipped)
+             /\ own = {}
+             /\ fin' = [fin EXCEPT ![w] = NoFin]
+             /\ ver' = [ver EXCEPT ![w] = r.ver]
+             /\ SetPc(w,
+                  CASE Variant = "CheckBeforeLoad" -> "commit" \* checked already
+                    [] Variant = "Inbox" ->                     \* own record
+                         IF msg[w].id \in r.inbox THEN "ack" ELSE "commit"
+                    [] OTHER -> "check")
     /\ UNCHANGED <<rec, tokTable, net, msg, leased, key, crashes, dups,
                    commits, cpay, sent, consumed>>
 
@@ -275,8 +298,11 @@ Reread(w) ==
        /\ ver' = [ver EXCEPT ![w] = FinVer(r.ver)]
        /\ IF \E e \in r.outbox : e.in = msg[w].id
           THEN \E e \in r.outbox : /\ e.in = msg[w].id
-                                   /\ fin' = [fin EXCEPT ![w] = e]
-                                   /\ SetPc(w, FinishStart)
+                                   /\ \/ /\ fin' = [fin EXCEPT ![w] = e]
+                                         /\ SetPc(w, FinishStart)
+                                      \/ /\ Left(e)     \* remembered: m is done
+                                         /\ SetPc(w, "ack")
+                                         /\ UNCHANGED fin
           ELSE /\ SetPc(w, "ack")
                /\ UNCHANGED fin
     /\ UNCHANGED <<rec, tokTable, net, msg, leased, key, crashes, dups,
@@ -365,7 +391,9 @@ Dispatch(p) ==
     /\ \A o \in fin[p].out : Variant = "Inbox" \/ o.tok # NoTok
     /\ net' = net (+) SetToBag(fin[p].out)
     /\ sent' = sent \cup fin[p].out
-    /\ SetPc(p, AfterDispatch(p))
+    /\ \/ SetPc(p, AfterDispatch(p))
+       \/ /\ p \in Workers /\ WorkerLeavesEntry /\ fin[p].intok = NoTok
+          /\ SetPc(p, AfterFinish(p))                \* left for the consumes
     /\ UNCHANGED <<rec, tokTable, msg, leased, key, ver, fin, crashes, dups,
                    commits, cpay, consumed>>
 
@@ -461,6 +489,8 @@ SweepLoad ==
          /\ fin' = [fin EXCEPT ![Sweeper] = e]
          /\ \/ SetPc(Sweeper, FinishStart)
             \/ /\ pc[Client] = "sent" /\ fin[Client].in = e.in
+               /\ SetPc(Sweeper, "remove")
+            \/ /\ Left(e)                       \* remembered by its endpoint
                /\ SetPc(Sweeper, "remove")
     /\ UNCHANGED <<rec, tokTable, net, msg, leased, crashes, dups,
                    commits, cpay, sent, consumed>>

@@ -289,9 +289,9 @@ impl Sender {
                 }
             }
         }
-        let keys: Vec<String> = fresh
+        let sent: Vec<(String, MessageId)> = fresh
             .iter()
-            .map(|o| self.record_key(o.envelope.id))
+            .map(|o| (self.record_key(o.envelope.id), o.envelope.id))
             .collect();
         let entry = OutboxEntry {
             messages: fresh,
@@ -299,7 +299,9 @@ impl Sender {
             ..OutboxEntry::default()
         };
         match finisher.dispatch(&entry).await {
-            Ok(()) => keys.iter().for_each(|key| self.dispatched.remember(key)),
+            Ok(()) => sent
+                .iter()
+                .for_each(|(key, id)| self.dispatched.remember(key, *id)),
             Err(e) => {
                 warn!(error = ?e, "intents committed but not yet dispatched; the sweeper will");
             }
@@ -383,7 +385,7 @@ impl Sender {
         let key = key.as_str();
         for entry in current.record.outbox.clone() {
             let intent = entry.incoming == id;
-            if intent && self.dispatched.contains(key) {
+            if intent && self.dispatched.contains(key, id) {
                 continue;
             }
             if !(intent && entry.sends_only()) {
@@ -393,7 +395,7 @@ impl Sender {
             // Remembered only once sent: the sweeper removes a remembered
             // entry without sending it.
             finisher.dispatch(&entry).await?;
-            self.dispatched.remember(key);
+            self.dispatched.remember(key, id);
         }
         Ok(current)
     }

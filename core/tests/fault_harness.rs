@@ -289,3 +289,19 @@ async fn catches_a_batch_that_shares_keys() {
     println!("{report}");
     assert!(report.found(ViolationKind::Lost), "{report}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_an_entry_remembered_before_it_was_sent() {
+    // Only commits that consume their token leave entries: put_all.
+    let config = Config {
+        schedules: 10_000,
+        mutant: Some(Mutant::LeaveUnsent),
+        stop_on: vec![ViolationKind::Lost],
+        ..Config::default()
+    };
+    let backend =
+        harness::memory_backend_over(|| Arc::new(MemoryStore::new().atomic_multi_key(true)));
+    let report = harness::run(&config, &backend).await;
+    println!("{report}");
+    assert!(report.found(ViolationKind::Lost), "{report}");
+}

@@ -81,9 +81,21 @@ pub struct EndpointBuilder {
     config: Config,
     calls: Option<Arc<dyn CallExecutor>>,
     blobs: Option<Arc<dyn BlobStore>>,
+    dispatched: Arc<crate::protocol::dispatched::Dispatched>,
 }
 
 impl EndpointBuilder {
+    /// Shares another process part's memory of sent entries (the harness
+    /// gives its endpoints, `Sender` and sweeper one).
+    #[cfg(feature = "harness")]
+    pub(crate) fn dispatched(
+        mut self,
+        memory: Arc<crate::protocol::dispatched::Dispatched>,
+    ) -> Self {
+        self.dispatched = memory;
+        self
+    }
+
     /// Stores blob side effects and claim-checked bodies here.
     pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(blobs);
@@ -234,6 +246,7 @@ impl EndpointBuilder {
                 stats,
                 calls: self.calls,
                 blobs: self.blobs,
+                dispatched: self.dispatched,
             }),
         })
     }
@@ -258,6 +271,7 @@ impl Endpoint {
             config: Config::default(),
             calls: None,
             blobs: None,
+            dispatched: Arc::default(),
         }
     }
 
@@ -322,6 +336,7 @@ impl Endpoint {
             .codec(core.codec.clone())
             .calls(core.calls.clone())
             .blobs(core.blobs.clone())
+            .dispatched(core.dispatched.clone())
             .with_stats(core.stats.clone(), core.config.mutant)
     }
 

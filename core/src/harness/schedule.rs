@@ -221,6 +221,12 @@ impl World {
                 .subscribe::<Fanned>(names[0].clone())
                 .subscribe::<Fanned>(names[1].clone()),
         );
+        let sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
+            .expect("harness names are valid")
+            .env(env.clone());
+        // One memory of sent entries for the whole "process": the client,
+        // both endpoints and the in-run sweeper.
+        let memory = sender.dispatched_memory();
         let endpoints: Vec<Endpoint> = names
             .iter()
             .map(|name| {
@@ -250,13 +256,11 @@ impl World {
                     .error_queue(error_queue.clone())
                     .sweep(Duration::ZERO, Duration::ZERO)
                     .mutant(config.mutant)
+                    .dispatched(memory.clone())
                     .build()
                     .expect("harness endpoint settings are valid")
             })
             .collect();
-        let sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
-            .expect("harness names are valid")
-            .env(env.clone());
         let intent_prefix = format!("{INTENT_PREFIX}{ns}client/");
         let intent_sweeper = Sweeper::new(backend.store.clone(), backend.transport.clone())
             .prefix(intent_prefix.clone())
@@ -269,9 +273,9 @@ impl World {
             .blobs(blobs.clone())
             .with_stats(Arc::default(), config.mutant)
             .prefix(intent_prefix.clone())
-            // Shares the sender's memory of sent intents (removed without a
-            // resend); the final intent sweep has none (resends them).
-            .dispatched(sender.dispatched_memory());
+            // Shares the memory of sent entries (removed without a resend);
+            // the final intent sweep has none (resends them).
+            .dispatched(memory);
         if config.sweep_entities {
             for name in &names {
                 sweeper = sweeper.prefix(format!("{ENTITY_PREFIX}{name}/"));

@@ -3,6 +3,7 @@
 
 use tracing::{Instrument, debug_span};
 
+use super::finish::Finisher;
 use super::stats::Counter;
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Step};
 use bytes::Bytes;
@@ -71,13 +72,16 @@ impl Core {
         let (mut loaded, mut holder) = self.load(envelope, key, probe).await?;
         if !loaded.record.outbox.is_empty() {
             let own = loaded.record.entry(envelope.id).is_some();
-            loaded = finisher.finish_pending(key, loaded).await?;
+            let (finished, wrote) = self.finish_unremembered(&finisher, key, loaded).await?;
+            loaded = finished;
             if own {
                 return Ok(Outcome::Recovered);
             }
-            // Finishing wrote the record, maybe after retries that read a
-            // newer version: the token must be read after that.
-            holder = None;
+            if wrote {
+                // Finishing wrote the record, maybe after retries that read
+                // a newer version: the token must be read after that.
+                holder = None;
+            }
         }
 
         // Step 2: the dedup check, after the load. Any copy that finishes the
@@ -99,7 +103,7 @@ impl Core {
             finisher.step(Step::Reread).await;
             let again = load_entity(self.store.as_ref(), key).await?;
             if again.record.entry(envelope.id).is_some() {
-                finisher.finish_pending(key, again).await?;
+                self.finish_unremembered(&finisher, key, again).await?;
                 return Ok(Outcome::Recovered);
             }
             // A finisher that died between removing the entry and releasing
@@ -152,9 +156,78 @@ impl Core {
                 record,
                 version: Some(version),
             };
-            finisher.finish_entry(key, committed, &entry).await?;
+            self.finish_committed(&finisher, key, committed, &entry)
+                .await?;
         }
         Ok(Outcome::Processed)
+    }
+
+    /// Whether this endpoint leaves `entry`, once sent, for the receivers'
+    /// consumes to drop (`EntityRecord::consume_token`), instead of
+    /// removing it with a write of its own: an entry that only sends (the
+    /// commit consumed the incoming token). The protocol's broken variants
+    /// remove every entry, as they were written to.
+    pub(crate) fn leaves(&self, entry: &OutboxEntry) -> bool {
+        entry.sends_only()
+            && matches!(
+                self.config.mutant,
+                None | Some(Mutant::BatchSharedKeys | Mutant::LeaveUnsent)
+            )
+    }
+
+    /// Whether `entry` of the record at `key` is one this endpoint left,
+    /// sent: a load skips it.
+    pub(crate) fn remembered(&self, key: &str, entry: &OutboxEntry) -> bool {
+        self.leaves(entry) && self.dispatched.contains(key, entry.incoming)
+    }
+
+    /// Steps 4–5 for the entry this attempt committed: an entry that only
+    /// sends is sent and left (remembered once sent: a load or a sweeper
+    /// that remembers it will not send it again); any other is finished.
+    pub(crate) async fn finish_committed(
+        &self,
+        finisher: &Finisher<'_>,
+        key: &str,
+        committed: Loaded,
+        entry: &OutboxEntry,
+    ) -> Result<(), AttemptError> {
+        if !self.leaves(entry) {
+            finisher.finish_entry(key, committed, entry).await?;
+            return Ok(());
+        }
+        if self.is(Mutant::LeaveUnsent) {
+            self.dispatched.remember(key, entry.incoming);
+        }
+        finisher.dispatch(entry).await?;
+        self.dispatched.remember(key, entry.incoming);
+        Ok(())
+    }
+
+    /// Finishes the record's pending entries, oldest first, but those this
+    /// endpoint left, sent (`tla/ExactlyOnce.tla`: a load skips a `Left`
+    /// entry). Returns the record as last written, and whether anything
+    /// was written.
+    async fn finish_unremembered(
+        &self,
+        finisher: &Finisher<'_>,
+        key: &str,
+        mut current: Loaded,
+    ) -> Result<(Loaded, bool), AttemptError> {
+        self.dispatched.forget_gone(key, &current.record);
+        let mut wrote = false;
+        // Until none is left in the record as last written: finishing one
+        // may re-read the record and find entries committed meanwhile.
+        while let Some(entry) = current
+            .record
+            .outbox
+            .iter()
+            .find(|e| !self.remembered(key, e))
+            .cloned()
+        {
+            current = finisher.finish_entry(key, current, &entry).await?;
+            wrote = true;
+        }
+        Ok((current, wrote))
     }
 
     /// Step 3 short of the write: runs the handler on the record as loaded
@@ -281,7 +354,11 @@ impl Core {
         record: &mut EntityRecord,
     ) -> Option<Consume> {
         let token = entry.incoming_token.as_ref()?;
-        if self.config.mutant.is_some() || entry.incoming_claim.is_some() {
+        let old_mutant = self
+            .config
+            .mutant
+            .is_some_and(|m| !matches!(m, Mutant::BatchSharedKeys | Mutant::LeaveUnsent));
+        if old_mutant || entry.incoming_claim.is_some() {
             return None;
         }
         if token.record == key {

@@ -32,7 +32,7 @@ use crate::endpoint::Guarantee;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::record::Loaded;
-use crate::store::{Precondition, Store, Version, Versioned, Write};
+use crate::store::{Store, Version, Versioned, Write};
 use crate::transport::{Delivery, Outgoing, Receipt};
 
 /// A delivery the batch takes, with what it reads and writes.
@@ -61,18 +61,6 @@ struct Committed {
 }
 
 impl Committed {
-    /// The write of the member's record as committed, without its entry.
-    fn without_entry(&self) -> Write {
-        let mut record = self.prepared.record.clone();
-        let incoming = self.prepared.entry.incoming;
-        record.outbox.retain(|e| e.incoming != incoming);
-        Write {
-            key: self.member.key.clone(),
-            value: record.encode(),
-            precondition: Precondition::Matches(self.version.clone()),
-        }
-    }
-
     /// The member's record as its commit wrote it.
     fn current(&self) -> Loaded {
         Loaded {
@@ -260,7 +248,16 @@ impl Core {
         if self.config.guarantee == Guarantee::AtLeastOnce {
             return self.prepare_at_least_once(&job, loaded).await.map(Some);
         }
-        if !loaded.record.outbox.is_empty() {
+        // Pending work, or this message's own entry: the one-at-a-time path
+        // decides. Entries this endpoint left, sent, are carried along.
+        let key = &member.key;
+        if loaded.record.entry(envelope.id).is_some()
+            || loaded
+                .record
+                .outbox
+                .iter()
+                .any(|e| !self.remembered(key, e))
+        {
             return Ok(None);
         }
         let holder = match (&member.holder, holder) {
@@ -327,25 +324,26 @@ impl Core {
     }
 
     /// Steps 4–5 of every committed member: the messages of all entries
-    /// that only send, in one batch, and those entries removed in one
-    /// `put_all` (one write each where the store cannot); any other entry
-    /// through the finisher. Returns the finished members and the ones left
-    /// to the one-at-a-time path (which finds their entries and finishes
-    /// them: `Recovered`).
+    /// the endpoint leaves for the receivers' consumes (and, at least once,
+    /// all captured messages) in one send, then those entries remembered
+    /// as sent; any other entry through the finisher. Returns the finished
+    /// members and the ones left to the one-at-a-time path (which finds
+    /// their entries and finishes them: `Recovered`).
     async fn finish_all(
         &self,
         committed: Vec<Committed>,
         probe: Option<&dyn Probe>,
     ) -> (Vec<Member>, Vec<Member>) {
         let finisher = self.finisher(probe);
+        let at_least_once = self.config.guarantee == Guarantee::AtLeastOnce;
         let (mut finished, mut unfinished) = (Vec::new(), Vec::new());
         let mut sending = Vec::new();
         for c in committed {
             let entry = &c.prepared.entry;
-            if !c.prepared.pending && self.config.guarantee == Guarantee::ExactlyOnce {
-                finished.push(c.member);
-            } else if entry.sends_only() || self.config.guarantee == Guarantee::AtLeastOnce {
+            if at_least_once || self.leaves(entry) {
                 sending.push(c);
+            } else if !c.prepared.pending {
+                finished.push(c.member);
             } else {
                 match finisher
                     .finish_entry(&c.member.key, c.current(), entry)
@@ -355,9 +353,6 @@ impl Core {
                     Err(_) => unfinished.push(c.member),
                 }
             }
-        }
-        if sending.is_empty() {
-            return (finished, unfinished);
         }
         let messages: Vec<Outgoing> = sending
             .iter()
@@ -371,54 +366,14 @@ impl Core {
                 return (finished, unfinished);
             }
         }
-        if self.config.guarantee == Guarantee::AtLeastOnce {
-            finished.extend(sending.into_iter().map(|c| c.member));
-            return (finished, unfinished);
+        for c in sending {
+            if !at_least_once {
+                let incoming = c.prepared.entry.incoming;
+                self.dispatched.remember(&c.member.key, incoming);
+            }
+            finished.push(c.member);
         }
-        let (removed, left) = self.remove_entries(sending, probe).await;
-        finished.extend(removed);
-        unfinished.extend(left);
         (finished, unfinished)
-    }
-
-    /// Removes the dispatched entries of `sent`: one `put_all` of their
-    /// records as committed, without the entry; where a write is refused (a
-    /// receiver already consumed one of the messages, and so dropped the
-    /// entry itself) or the store cannot, the finisher's removal, which
-    /// re-reads on conflict.
-    async fn remove_entries(
-        &self,
-        sent: Vec<Committed>,
-        probe: Option<&dyn Probe>,
-    ) -> (Vec<Member>, Vec<Member>) {
-        pause(probe, Step::RemoveEntry).await;
-        let removed: Vec<bool> = if self.store.capabilities().atomic_multi_key {
-            let groups = sent.iter().map(|c| vec![c.without_entry()]).collect();
-            let written = put_groups(self.store.as_ref(), groups, || {
-                self.stats.add(Counter::BookkeepingConflicts)
-            })
-            .await;
-            written.iter().map(Option::is_some).collect()
-        } else {
-            vec![false; sent.len()]
-        };
-        let finisher = self.finisher(probe);
-        let (mut done, mut left) = (Vec::new(), Vec::new());
-        for (c, removed) in sent.into_iter().zip(removed) {
-            if removed {
-                done.push(c.member);
-                continue;
-            }
-            let incoming = c.prepared.entry.incoming;
-            match finisher
-                .remove_entry(&c.member.key, c.current(), incoming)
-                .await
-            {
-                Ok(_) => done.push(c.member),
-                Err(_) => left.push(c.member),
-            }
-        }
-        (done, left)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::dispatched::Dispatched;
 use super::finish::Finisher;
 use super::{Mutant, Probe, Stats};
 use crate::blob::BlobStore;
@@ -28,6 +29,9 @@ pub(crate) struct Core {
     pub stats: Arc<Stats>,
     pub calls: Option<Arc<dyn CallExecutor>>,
     pub blobs: Option<Arc<dyn BlobStore>>,
+    /// The entries this endpoint's commits left, sent, for the receivers'
+    /// consumes to drop; shared with its sweeper.
+    pub dispatched: Arc<Dispatched>,
 }
 
 impl Core {

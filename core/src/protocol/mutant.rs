@@ -34,11 +34,16 @@ pub enum Mutant {
     /// it, and the later write of the key in the `put_all` overwrites the
     /// earlier one, whose effect is lost.
     BatchSharedKeys,
+    /// A worker remembers the entry it leaves for the receivers' consumes
+    /// before sending its messages, not after: a crash in between, and the
+    /// redelivery finds the entry "sent", skips it, and the messages are
+    /// never sent (TLA+ mutant (i), `LeaveUnsent`).
+    LeaveUnsent,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 9] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -47,5 +52,6 @@ impl Mutant {
         Mutant::CollectWithoutChecking,
         Mutant::ForgetWholeEntry,
         Mutant::BatchSharedKeys,
+        Mutant::LeaveUnsent,
     ];
 }

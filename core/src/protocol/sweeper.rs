@@ -199,33 +199,35 @@ impl Sweeper {
         }
     }
 
-    /// Finishes the record's entries; those its `Sender` remembers sending
-    /// are only removed.
+    /// Finishes the record's entries; those remembered as sent (by the
+    /// `Sender` or endpoint whose memory this sweeper shares) are only
+    /// removed.
     async fn finish_due(
         &self,
         finisher: &Finisher<'_>,
         key: &str,
         mut loaded: Loaded,
     ) -> Result<Loaded, AttemptError> {
-        if let Some(dispatched) = &self.dispatched
-            && dispatched.contains(key)
-            && let Some(id) = intent_id(key)
-        {
-            loaded = finisher.remove_entry(key, loaded, id).await?;
-            dispatched.forget(key);
+        if let Some(dispatched) = &self.dispatched {
+            let sent: Vec<MessageId> = loaded
+                .record
+                .outbox
+                .iter()
+                .filter(|e| e.sends_only() && dispatched.contains(key, e.incoming))
+                .map(|e| e.incoming)
+                .collect();
+            for id in sent {
+                loaded = finisher.remove_entry(key, loaded, id).await?;
+                dispatched.forget(key, id);
+            }
         }
         finisher.finish_pending(key, loaded).await
     }
 
-    /// Forgets a sent intent entry once the receiver's consume dropped it.
+    /// Forgets the sent entries the receivers' consumes have dropped.
     fn forget_consumed(&self, key: &str, loaded: &Loaded) {
-        let Some(dispatched) = &self.dispatched else {
-            return;
-        };
-        if dispatched.contains(key)
-            && intent_id(key).is_none_or(|id| loaded.record.entry(id).is_none())
-        {
-            dispatched.forget(key);
+        if let Some(dispatched) = &self.dispatched {
+            dispatched.forget_gone(key, &loaded.record);
         }
     }
 
@@ -283,9 +285,4 @@ impl Sweeper {
             }
         }
     }
-}
-
-/// The id of the intent entry in a `Sender`'s record: the key's last segment.
-fn intent_id(key: &str) -> Option<MessageId> {
-    key.rsplit('/').next()?.parse().ok()
 }
