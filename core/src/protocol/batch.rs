@@ -1,8 +1,8 @@
 //! Batches: the deliveries one receive returned, taken through steps 1–3
 //! together — one `get_all` of every entity record and token holder, the
 //! handlers one after another, one `put_all` of every commit — then the
-//! committed entries' messages sent in one batch, the entries removed in
-//! one `put_all`, and one `ack_all`.
+//! committed entries' messages sent in one batch (the entries left for the
+//! receivers' consumes, as one at a time), and one `ack_all`.
 //!
 //! A batch is a schedule of the one-message protocol, not a new protocol.
 //! Its read is every message's step-1 load and step-2 token read, made at
@@ -13,7 +13,9 @@
 //! commits as its messages' commits would, one right after the other with
 //! nothing in between — an interleaving `tla/ExactlyOnce.tla` already
 //! checks. A refused `put_all` refuses every write, as if each of those
-//! attempts had lost its race. Whatever the batch does not take — a second
+//! attempts had lost its race; the batch then writes the others again
+//! without the message whose write was refused. Whatever the batch does
+//! not take — a second
 //! message for a key already in it, a claim-checked body, an entity with a
 //! pending entry, a token found gone, a failed handler, a refused commit —
 //! goes through [`Core::handle_delivery`] afterwards, which decides it as
