@@ -278,15 +278,14 @@ impl Sender {
             .collect();
         finisher.step(crate::Step::Commit).await;
         let written = put_groups(self.store.as_ref(), groups, || {}).await;
-        let mut fresh = Vec::with_capacity(envelopes.len());
+        // Written in the batch: sent together. Not written (sent before
+        // under this id, or the batch write failed): decided one at a time
+        // afterwards, with the repeats (a conflict is read, not trusted).
+        let (mut fresh, mut alone) = (Vec::with_capacity(envelopes.len()), Vec::new());
         for (envelope, written) in envelopes.into_iter().zip(written) {
             match written {
                 Some(_) => fresh.push(Outgoing::new(envelope)),
-                // Sent before under this id, or the batch write failed:
-                // decided one at a time (a conflict is read, not trusted).
-                None => {
-                    self.commit_and_dispatch(envelope, None, probe).await?;
-                }
+                None => alone.push(envelope),
             }
         }
         let sent: Vec<(String, MessageId)> = fresh
@@ -306,7 +305,7 @@ impl Sender {
                 warn!(error = ?e, "intents committed but not yet dispatched; the sweeper will");
             }
         }
-        for envelope in repeats {
+        for envelope in alone.into_iter().chain(repeats) {
             self.commit_and_dispatch(envelope, None, probe).await?;
         }
         Ok(ids)

@@ -659,3 +659,81 @@ async fn send_all_sends_each_once_and_a_resend_of_the_list_is_idempotent() {
         }
     }
 }
+
+/// With `put_all`, the ledger's commit consumes the incoming token and its
+/// entry only sends the `Audit`: the endpoint sends it and leaves the entry
+/// for the audit's consume to drop. A redelivery to the same endpoint (it
+/// remembers the send) is done without sending again; one to an endpoint
+/// without that memory (another process) sends once more and removes the
+/// entry; either way the audit is applied once.
+#[tokio::test]
+async fn a_sent_entry_is_left_for_the_consume_and_not_sent_again_by_its_endpoint() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new().atomic_multi_key(true));
+    let transport = Arc::new(MemoryTransport::new());
+    let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    let (mine, audit) = (
+        ledger(store.clone(), transport.clone()),
+        audit(store.clone(), transport.clone()),
+    );
+    let record = async |key: &str| {
+        let v = store.get(key).await.expect("get").expect("record");
+        EntityRecord::decode(key, &v.value).expect("record")
+    };
+    let add = |account: &str| Add {
+        account: account.into(),
+        n: 1,
+    };
+    let receive = async |queue: &str| {
+        let got = transport.receive(queue, 1, Duration::ZERO).await;
+        got.expect("receive").pop().expect("a message")
+    };
+
+    // a: the entry stays after the send; the audit's consume drops it.
+    sender.send("ledger", &add("a")).await.expect("send");
+    let d = receive("ledger").await;
+    let copy = d.envelope.clone();
+    assert_eq!(mine.handle_delivery(d).await, Outcome::Processed);
+    assert_eq!(record("e/ledger/a").await.outbox.len(), 1, "left");
+    assert_eq!(transport.depth("audit"), 1);
+    // A redelivery to the same endpoint: done, nothing sent again.
+    transport
+        .send(vec![Outgoing::new(copy.clone())])
+        .await
+        .expect("redeliver");
+    let d = receive("ledger").await;
+    assert_eq!(mine.handle_delivery(d).await, Outcome::Recovered);
+    assert_eq!(transport.depth("audit"), 1, "no resend");
+    let d = receive("audit").await;
+    assert_eq!(audit.handle_delivery(d).await, Outcome::Processed);
+    assert!(
+        record("e/ledger/a").await.is_settled(),
+        "the consume dropped it"
+    );
+
+    // b: a redelivery to an endpoint without the memory sends once more
+    // and removes the entry; the copy is dropped.
+    sender.send("ledger", &add("b")).await.expect("send");
+    let d = receive("ledger").await;
+    let copy = d.envelope.clone();
+    assert_eq!(mine.handle_delivery(d).await, Outcome::Processed);
+    // Another ledger endpoint: its own, empty memory, as another process.
+    let stranger = ledger(store.clone(), transport.clone());
+    transport
+        .send(vec![Outgoing::new(copy)])
+        .await
+        .expect("redeliver");
+    let d = receive("ledger").await;
+    assert_eq!(stranger.handle_delivery(d).await, Outcome::Recovered);
+    assert_eq!(transport.depth("audit"), 2, "sent once more");
+    assert!(record("e/ledger/b").await.outbox.is_empty(), "removed");
+    let mut outcomes = Vec::new();
+    while let Ok(mut got) = transport.receive("audit", 1, Duration::ZERO).await {
+        let Some(d) = got.pop() else { break };
+        outcomes.push(audit.handle_delivery(d).await);
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Processed]);
+    assert_eq!(state(store.as_ref(), "e/audit/a").await, Some(1));
+    assert_eq!(state(store.as_ref(), "e/audit/b").await, Some(1));
+    assert!(record("e/ledger/b").await.is_settled());
+}

@@ -168,11 +168,7 @@ impl Core {
     /// commit consumed the incoming token). The protocol's broken variants
     /// remove every entry, as they were written to.
     pub(crate) fn leaves(&self, entry: &OutboxEntry) -> bool {
-        entry.sends_only()
-            && matches!(
-                self.config.mutant,
-                None | Some(Mutant::BatchSharedKeys | Mutant::LeaveUnsent)
-            )
+        entry.sends_only() && self.current_paths()
     }
 
     /// Whether `entry` of the record at `key` is one this endpoint left,
@@ -354,11 +350,7 @@ impl Core {
         record: &mut EntityRecord,
     ) -> Option<Consume> {
         let token = entry.incoming_token.as_ref()?;
-        let old_mutant = self
-            .config
-            .mutant
-            .is_some_and(|m| !matches!(m, Mutant::BatchSharedKeys | Mutant::LeaveUnsent));
-        if old_mutant || entry.incoming_claim.is_some() {
+        if !self.current_paths() || entry.incoming_claim.is_some() {
             return None;
         }
         if token.record == key {
@@ -475,13 +467,8 @@ impl Core {
             record,
             entry: OutboxEntry {
                 incoming: job.envelope.id,
-                incoming_token: None,
-                committed_at: self.env.now_millis(),
                 messages,
-                calls: Vec::new(),
-                incoming_claim: None,
-                doomed: Vec::new(),
-                delete_blobs: Vec::new(),
+                ..OutboxEntry::default()
             },
             pending: false,
             consume: None,
@@ -504,7 +491,7 @@ impl Core {
             .token
             .as_ref()
             .map(|t| t.record.as_str())
-            .filter(|holder| *holder != key && self.config.mutant.is_none());
+            .filter(|holder| *holder != key && self.current_paths());
         let Some(holder) = holder else {
             return Ok((load_entity(self.store.as_ref(), key).await?, None));
         };

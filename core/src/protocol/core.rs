@@ -52,4 +52,10 @@ impl Core {
     pub(crate) fn is(&self, mutant: Mutant) -> bool {
         self.config.mutant == Some(mutant)
     }
+
+    /// Whether this endpoint runs the current protocol's paths: no mutant,
+    /// or one that breaks only a newer path (`Mutant::breaks_only_new_paths`).
+    pub(crate) fn current_paths(&self) -> bool {
+        self.config.mutant.is_none_or(Mutant::breaks_only_new_paths)
+    }
 }

@@ -42,6 +42,15 @@ pub enum Mutant {
 }
 
 impl Mutant {
+    /// Whether this variant breaks only a path added after the others
+    /// (batches, entries left for the consumes) and so runs everything else
+    /// as the protocol does: one-write commits included. The older variants
+    /// run the protocol as it was when they were written (no `put_all`
+    /// consume, no prefetched holder, every entry removed by its finisher).
+    pub(crate) fn breaks_only_new_paths(self) -> bool {
+        matches!(self, Mutant::BatchSharedKeys | Mutant::LeaveUnsent)
+    }
+
     /// Every mutant.
     pub const ALL: [Mutant; 9] = [
         Mutant::CheckTokenBeforeLoad,
