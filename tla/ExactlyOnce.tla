@@ -18,7 +18,9 @@
 (* The client (an HTTP intent) commits an OutboxEntry holding m1 and m1's  *)
 (* DedupToken into its own record, then dispatches it (it may crash in     *)
 (* between and never come back: the Sweeper finishes it).  A's handler on  *)
-(* m1 emits m2; B's handler emits nothing.                                 *)
+(* m1 emits m2; B's handler emits nothing.  With SameEntity, A sends m2 to  *)
+(* itself instead: a second message to one entity, whose load finds m1's    *)
+(* entry (pending, or left done) and whose commit may drop it.              *)
 (*                                                                         *)
 (* Each entity record holds:                                               *)
 (*   ver    - the Version, bumped by every successful write,               *)
@@ -42,6 +44,7 @@ CONSTANTS
     MaxDups,        \* bound on extra copies (transport duplicates + lease expiries)
     UseSweeper,     \* is the recovery Sweeper running?
     ClientMayCrash, \* may the intent client crash after its commit?
+    SameEntity,     \* is m2 addressed to A, the entity that sent it?
     Variant
 
 Variants == {"Good",
@@ -55,17 +58,18 @@ Variants == {"Good",
              "OneWriteNoEntry",     \* (g) as OneWrite, but never an OutboxEntry: send after it
              "ForgetWholeEntry",    \* (h) a consume drops every entry listing its message
              "LeaveUnsent",         \* (i) as OneWrite, but an unsent entry may count as remembered
+             "LeaveUnconsumed",     \* (j) as Good, but an unconsumed entry may count as remembered
              "Inbox"}               \* identity-inbox fallback with a retention window
 
 ASSUME Variant \in Variants
-ASSUME UseSweeper \in BOOLEAN /\ ClientMayCrash \in BOOLEAN
+ASSUME UseSweeper \in BOOLEAN /\ ClientMayCrash \in BOOLEAN /\ SameEntity \in BOOLEAN
 ASSUME MaxCrashes \in Nat /\ MaxDups \in Nat
 
 -----------------------------------------------------------------------------
 (* Topology *)
 MsgIds   == {"m1", "m2"}
 Keys     == {"C", "A", "B"}
-Target(m)   == IF m = "m1" THEN "A" ELSE "B"     \* entity a message is addressed to
+Target(m)   == IF m = "m1" \/ SameEntity THEN "A" ELSE "B"  \* entity it is addressed to
 Producer(m) == IF m = "m1" THEN "C" ELSE "A"     \* record that holds m's DedupToken
 Emits(m)    == IF m = "m1" THEN {"m2"} ELSE {}   \* what the handler of m sends
 
@@ -102,15 +106,17 @@ OneWrite == Variant \in {"OneWrite", "OneWriteNoEntry", "LeaveUnsent"}
 (* the receiver's consume to drop (it remembers what it sent, pc "sent").      *)
 ClientLeavesEntry == InRecord
 
-(* When the commit consumes the incoming token (OneWrite), a worker leaves a  *)
-(* dispatched entry that has nothing left but its messages for the           *)
-(* receivers' consumes to drop, and remembers it (the endpoint's memory,      *)
-(* shared by its workers and its sweeper): a later load of the record skips  *)
-(* it, a redelivery of its message is done, and the sweeper may remove it    *)
-(* without sending again.  Memory implies sent, so the model lets any         *)
-(* process treat an entry as remembered once its messages were sent; each may *)
+(* A worker leaves the entry it committed, once it is done (its messages     *)
+(* sent, its incoming token consumed: by the commit itself with OneWrite, by  *)
+(* the worker's consume otherwise), instead of removing it with a write of    *)
+(* its own, and remembers it (the endpoint's memory, shared by its workers   *)
+(* and its sweeper): a later load of the record skips it, a redelivery of its *)
+(* message is done, the next commit to the record may drop it, and the       *)
+(* sweeper may remove it without sending again.  The receivers' consumes      *)
+(* drop it once nothing is left in it.  Memory implies done, so the model     *)
+(* lets any process treat an entry as remembered once it is done; each may    *)
 (* also not know it, and finish the entry as before.                          *)
-WorkerLeavesEntry == OneWrite
+WorkerLeavesEntry == OneWrite \/ Variant \in {"Good", "LeaveUnconsumed"}
 
 
 -----------------------------------------------------------------------------
@@ -188,10 +194,17 @@ Forgotten(outbox, t) ==
     ELSE {e \in {[f EXCEPT !.out = {o \in f.out : o.tok # t}] : f \in outbox} :
             e.out # {} \/ e.intok # NoTok}
 
-(* An entry a process may treat as remembered (see WorkerLeavesEntry). *)
-(* Mutant (i) forgets that the memory is only ever of entries already sent.   *)
-Left(e) == /\ WorkerLeavesEntry /\ e.intok = NoTok /\ e.out # {}
-           /\ (e.out \subseteq sent \/ Variant = "LeaveUnsent")
+(* An entry with nothing left to do: its messages sent, its token consumed. *)
+Done(e) == /\ e.out \subseteq sent
+           /\ e.intok \in {NoTok} \cup consumed
+
+(* An entry a process may treat as remembered (see WorkerLeavesEntry).       *)
+(* Mutant (i) forgets that the memory is only ever of entries already sent,   *)
+(* mutant (j) that it is only of entries whose token was consumed.            *)
+Left(e) == /\ WorkerLeavesEntry
+           /\ e.out # {} \/ e.intok # NoTok
+           /\ e.out \subseteq sent \/ Variant = "LeaveUnsent"
+           /\ e.intok \in {NoTok} \cup consumed \/ Variant = "LeaveUnconsumed"
 
 ConflictPc(p) == CASE p \in Workers -> StartPc
                    [] p = Sweeper   -> "idle"
@@ -335,10 +348,12 @@ HandleSendEarly(w) ==
 (* is this one step: it succeeds iff k is unchanged and the token is still in *)
 (* s.  The entry then has no token left to consume, and is not written at all *)
 (* when it has nothing to send either.  Mutant (g) never writes it: it sends  *)
-(* straight after the commit.                                                 *)
+(* straight after the commit.  The write may drop entries the worker          *)
+(* remembers as done (WorkerLeavesEntry): their removal rides on the commit.  *)
 Commit(w) ==
     /\ pc[w] = "commit"
-    /\ LET k == key[w]
+    /\ \E dropped \in SUBSET {x \in rec[key[w]].outbox : Left(x)} :
+       LET k == key[w]
            r == rec[k]
            m == msg[w]
            s == Producer(m.id)
@@ -346,7 +361,8 @@ Commit(w) ==
            e == [in |-> m.id, intok |-> IF OneWrite THEN NoTok ELSE m.tok, out |-> outs]
            keep == ~OneWrite \/ (outs # {} /\ Variant # "OneWriteNoEntry")
            new == [ver    |-> r.ver + 1,
-                   outbox |-> IF keep THEN r.outbox \cup {e} ELSE r.outbox,
+                   outbox |-> IF keep THEN (r.outbox \ dropped) \cup {e}
+                              ELSE r.outbox \ dropped,
                    tokens |-> IF InRecord THEN r.tokens \cup {o.tok : o \in outs}
                               ELSE r.tokens,
                    inbox  |-> IF Variant = "Inbox" THEN r.inbox \cup {m.id}
@@ -392,8 +408,9 @@ Dispatch(p) ==
     /\ net' = net (+) SetToBag(fin[p].out)
     /\ sent' = sent \cup fin[p].out
     /\ \/ SetPc(p, AfterDispatch(p))
-       \/ /\ p \in Workers /\ WorkerLeavesEntry /\ fin[p].intok = NoTok
-          /\ SetPc(p, AfterFinish(p))                \* left for the consumes
+       \/ /\ p \in Workers /\ WorkerLeavesEntry /\ fin[p].in = msg[p].id
+          /\ fin[p].intok = NoTok
+          /\ SetPc(p, AfterFinish(p))                \* its own entry, done: left
     /\ UNCHANGED <<rec, tokTable, msg, leased, key, ver, fin, crashes, dups,
                    commits, cpay, consumed>>
 
@@ -455,7 +472,9 @@ ConsumeToken(p) ==
              ELSE rec' = rec
           /\ tokTable' = tokTable \ {t}
           /\ consumed' = consumed \cup {t}
-    /\ GotoAndForget(p, IF Variant = "RemoveBeforeConsume" THEN AfterFinish(p) ELSE "remove")
+    /\ \/ GotoAndForget(p, IF Variant = "RemoveBeforeConsume" THEN AfterFinish(p) ELSE "remove")
+       \/ /\ p \in Workers /\ WorkerLeavesEntry /\ fin[p].in = msg[p].id
+          /\ GotoAndForget(p, AfterFinish(p))         \* its own entry, done: left
     /\ UNCHANGED <<net, msg, leased, crashes, dups, commits, cpay, sent>>
 
 (* Step 5b, remove_entry: remove the OutboxEntry from k -- AFTER the token is  *)
@@ -637,12 +656,17 @@ SentIds == {s.id : s \in sent}
 (* were sent.  Also stated as a liveness property (CommittedIsSent).            *)
 NoLostMessage == Quiescent => \A o \in MsgIds : cpay[o] # "none" => o \in SentIds
 
-(* No OutboxEntry is left behind once nothing can move any more. *)
-NoStrandedOutbox == Quiescent => \A k \in Keys : rec[k].outbox = {}
+(* An entry a worker left, done, until the next commit to its record or the  *)
+(* sweeper removes it: garbage, not pending work.                             *)
+LeftDone(e) == WorkerLeavesEntry /\ Done(e)
+
+(* No OutboxEntry with work left is left behind once nothing can move any    *)
+(* more.                                                                      *)
+NoStrandedOutbox == Quiescent => \A k \in Keys : \A e \in rec[k].outbox : LeftDone(e)
 
 Processed(o) ==
     /\ commits[o] >= 1
-    /\ \A k \in Keys : \A e \in rec[k].outbox : e.in # o
+    /\ \A k \in Keys : \A e \in rec[k].outbox : e.in = o => LeftDone(e)
     /\ \A t \in AllTokens : t[1] # o
 
 (* Every sent message is eventually processed: committed, its token consumed,  *)

@@ -69,9 +69,20 @@ impl OutboxEntry {
         !self.messages.is_empty() && self.nothing_but_messages()
     }
 
+    /// Whether finishing it is sending its messages and consuming the
+    /// incoming token, no more (no call, claim-check body or blob): once
+    /// both are done, nothing but the entry itself is left, and it may
+    /// stay in the record until a later write drops it.
+    pub fn sends_and_consumes_only(&self) -> bool {
+        !self.is_empty() && self.nothing_to_clean()
+    }
+
     fn nothing_but_messages(&self) -> bool {
+        self.incoming_token.is_none() && self.nothing_to_clean()
+    }
+
+    fn nothing_to_clean(&self) -> bool {
         self.calls.is_empty()
-            && self.incoming_token.is_none()
             && self.incoming_claim.is_none()
             && self.doomed.is_empty()
             && self.delete_blobs.is_empty()

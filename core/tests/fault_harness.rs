@@ -300,3 +300,13 @@ async fn catches_a_batch_that_shares_keys() {
 async fn catches_an_entry_remembered_before_it_was_sent() {
     catches_with_put_all(Mutant::LeaveUnsent, 1, ViolationKind::Lost).await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_an_entry_remembered_before_its_token_was_consumed() {
+    // A store without `put_all`: the worker consumes the token itself.
+    catches(
+        Mutant::LeaveUnconsumed,
+        &[ViolationKind::Duplicated, ViolationKind::LeftoverToken],
+    )
+    .await;
+}

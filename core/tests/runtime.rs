@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use exactly::env::{ManualClock, ThreadRandom};
 use exactly::fault::{FaultyTransport, TransportFaults};
-use exactly::record::EntityRecord;
+use exactly::record::{EntityRecord, OutboxEntry};
 use exactly::{
     CodecExt, Endpoint, EndpointBuilder, Env, Json, MemoryStore, MemoryTransport, Message, Outcome,
     Outgoing, Sender, Store, Transport, handler_fn,
@@ -90,8 +90,27 @@ fn audit_batched(store: Arc<dyn Store>, transport: Arc<dyn Transport>, batch: us
 async fn state(store: &dyn Store, key: &str) -> Option<u64> {
     let v = store.get(key).await.expect("get")?;
     let record = EntityRecord::decode(key, &v.value).expect("record");
-    assert!(record.outbox.is_empty(), "{key} has a pending outbox entry");
+    for entry in &record.outbox {
+        assert_left_done(store, key, entry).await;
+    }
     Json.decode(record.state.as_deref()?).ok()
+}
+
+/// An entry stays in a record only as its worker left it, done: nothing
+/// to send, its incoming token consumed.
+async fn assert_left_done(store: &dyn Store, key: &str, entry: &OutboxEntry) {
+    assert!(entry.messages.is_empty(), "{key} has messages to send");
+    let Some(token) = &entry.incoming_token else {
+        panic!("{key} has a pending outbox entry");
+    };
+    let holder = store.get(&token.record).await.expect("get");
+    let held = holder.is_some_and(|v| {
+        EntityRecord::decode(&token.record, &v.value)
+            .expect("record")
+            .tokens
+            .contains(&token.id)
+    });
+    assert!(!held, "{key} has an entry whose token is not consumed");
 }
 
 /// Runs the endpoints until `done` holds or the deadline passes.
@@ -695,13 +714,13 @@ async fn a_sent_entry_is_left_for_the_consume_and_not_sent_again_by_its_endpoint
     assert_eq!(mine.handle_delivery(d).await, Outcome::Processed);
     assert_eq!(record("e/ledger/a").await.outbox.len(), 1, "left");
     assert_eq!(transport.depth("audit"), 1);
-    // A redelivery to the same endpoint: done, nothing sent again.
+    // A redelivery to the same endpoint: a duplicate, nothing sent again.
     transport
         .send(vec![Outgoing::new(copy.clone())])
         .await
         .expect("redeliver");
     let d = receive("ledger").await;
-    assert_eq!(mine.handle_delivery(d).await, Outcome::Recovered);
+    assert_eq!(mine.handle_delivery(d).await, Outcome::Duplicate);
     assert_eq!(transport.depth("audit"), 1, "no resend");
     let d = receive("audit").await;
     assert_eq!(audit.handle_delivery(d).await, Outcome::Processed);
@@ -736,4 +755,62 @@ async fn a_sent_entry_is_left_for_the_consume_and_not_sent_again_by_its_endpoint
     assert_eq!(state(store.as_ref(), "e/audit/a").await, Some(1));
     assert_eq!(state(store.as_ref(), "e/audit/b").await, Some(1));
     assert!(record("e/ledger/b").await.is_settled());
+}
+
+/// On a store without `put_all` the worker consumes the incoming token
+/// itself, starting from the holder as read in step 2, and leaves its
+/// entry, done, instead of removing it: two writes per message. The
+/// entry is garbage: a redelivery is a duplicate, the next commit to the
+/// record drops it, and so does the endpoint's sweeper.
+#[tokio::test]
+async fn without_put_all_a_done_entry_is_left_and_dropped_by_the_next_commit() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let sender = Sender::new("s", store.clone(), transport.clone()).expect("sender");
+    let endpoint = audit(store.clone(), transport.clone());
+    let account = Audit {
+        account: "a".into(),
+    };
+    let record = async |key: &str| {
+        let v = store.get(key).await.expect("get").expect("record");
+        EntityRecord::decode(key, &v.value).expect("record")
+    };
+    let handle = async || {
+        let d = endpoint
+            .receive_one()
+            .await
+            .expect("rx")
+            .expect("a message");
+        let copy = d.envelope.clone();
+        (endpoint.handle_delivery(d).await, copy)
+    };
+
+    let first = sender.send("audit", &account).await.expect("send");
+    let (outcome, copy) = handle().await;
+    assert_eq!(outcome, Outcome::Processed);
+    let entity = record("e/audit/a").await;
+    assert_eq!(entity.outbox.len(), 1, "left");
+    assert_eq!(entity.outbox[0].incoming, first);
+    assert!(
+        record(&sender.record_key(first)).await.is_settled(),
+        "the token was consumed"
+    );
+
+    transport
+        .send(vec![Outgoing::new(copy)])
+        .await
+        .expect("redeliver");
+    assert_eq!(handle().await.0, Outcome::Duplicate);
+
+    let second = sender.send("audit", &account).await.expect("send");
+    assert_eq!(handle().await.0, Outcome::Processed);
+    let entity = record("e/audit/a").await;
+    let left: Vec<_> = entity.outbox.iter().map(|e| e.incoming).collect();
+    assert_eq!(left, [second], "the commit dropped the first entry");
+    assert_eq!(state(store.as_ref(), "e/audit/a").await, Some(2));
+
+    let swept = endpoint.sweeper().min_age(Duration::ZERO);
+    swept.sweep_once().await.expect("sweep");
+    assert!(record("e/audit/a").await.outbox.is_empty(), "swept");
+    assert_eq!(transport.depth("audit"), 0, "nothing sent again");
 }

@@ -70,12 +70,13 @@ impl Core {
         // Step 1: load, and finish whatever an earlier attempt committed.
         finisher.step(Step::Load).await;
         let (mut loaded, mut holder) = self.load(envelope, key, probe).await?;
+        self.dispatched.forget_gone(key, &loaded.record);
         if !loaded.record.outbox.is_empty() {
-            let own = loaded.record.entry(envelope.id).is_some();
+            let own = self.own_entry(key, &loaded, envelope);
             let (finished, wrote) = self.finish_unremembered(&finisher, key, loaded).await?;
             loaded = finished;
-            if own {
-                return Ok(Outcome::Recovered);
+            if let Some(outcome) = own {
+                return Ok(outcome);
             }
             if wrote {
                 // Finishing wrote the record, maybe after retries that read
@@ -102,9 +103,9 @@ impl Core {
             // finish that entry if it is there (NoLostMessage, no leftovers).
             finisher.step(Step::Reread).await;
             let again = load_entity(self.store.as_ref(), key).await?;
-            if again.record.entry(envelope.id).is_some() {
+            if let Some(outcome) = self.own_entry(key, &again, envelope) {
                 self.finish_unremembered(&finisher, key, again).await?;
-                return Ok(Outcome::Recovered);
+                return Ok(outcome);
             }
             // A finisher that died between removing the entry and releasing
             // the claim-check body left it to us.
@@ -129,6 +130,7 @@ impl Core {
             entry,
             pending,
             consume,
+            holder,
         } = self.prepare(&job, loaded, holder).await?;
         if self.is(Mutant::DispatchBeforeCommit) {
             finisher.dispatch(&entry).await?;
@@ -156,36 +158,53 @@ impl Core {
                 record,
                 version: Some(version),
             };
-            self.finish_committed(&finisher, key, committed, &entry)
+            self.finish_committed(&finisher, key, committed, &entry, holder)
                 .await?;
         }
         Ok(Outcome::Processed)
     }
 
-    /// Whether this endpoint leaves `entry`, once sent, for the receivers'
-    /// consumes to drop (`EntityRecord::consume_token`), instead of
-    /// removing it with a write of its own: an entry that only sends (the
-    /// commit consumed the incoming token). The protocol's broken variants
-    /// remove every entry, as they were written to.
+    /// Whether this endpoint leaves `entry`, once done, in the record
+    /// instead of removing it with a write of its own: an entry whose
+    /// finishing is sending its messages and consuming the incoming token.
+    /// The receivers' consumes drop it once nothing is left in it
+    /// (`EntityRecord::consume_token`), and the next commit to the record
+    /// drops it if it is still there. The protocol's broken variants remove
+    /// every entry, as they were written to.
     pub(crate) fn leaves(&self, entry: &OutboxEntry) -> bool {
-        entry.sends_only() && self.current_paths()
+        entry.sends_and_consumes_only() && self.current_paths()
     }
 
     /// Whether `entry` of the record at `key` is one this endpoint left,
-    /// sent: a load skips it.
+    /// done: a load skips it, a commit drops it.
     pub(crate) fn remembered(&self, key: &str, entry: &OutboxEntry) -> bool {
         self.leaves(entry) && self.dispatched.contains(key, entry.incoming)
     }
 
-    /// Steps 4–5 for the entry this attempt committed: an entry that only
-    /// sends is sent and left (remembered once sent: a load or a sweeper
-    /// that remembers it will not send it again); any other is finished.
+    /// What finding `envelope`'s own entry in the record at `key` makes of
+    /// it: `Recovered` once the entry is finished, or `Duplicate` when the
+    /// endpoint left it done; `None` when there is no such entry.
+    fn own_entry(&self, key: &str, loaded: &Loaded, envelope: &Envelope) -> Option<Outcome> {
+        let entry = loaded.record.entry(envelope.id)?;
+        Some(if self.remembered(key, entry) {
+            Outcome::Duplicate
+        } else {
+            Outcome::Recovered
+        })
+    }
+
+    /// Steps 4–5 for the entry this attempt committed. One the endpoint
+    /// leaves is sent, its token consumed (starting from `holder`, the
+    /// holder as read in step 2), and then remembered: a load, a commit or
+    /// a sweeper that remembers it will not do it again. Any other is
+    /// finished.
     pub(crate) async fn finish_committed(
         &self,
         finisher: &Finisher<'_>,
         key: &str,
         committed: Loaded,
         entry: &OutboxEntry,
+        holder: Option<Loaded>,
     ) -> Result<(), AttemptError> {
         if !self.leaves(entry) {
             finisher.finish_entry(key, committed, entry).await?;
@@ -195,6 +214,12 @@ impl Core {
             self.dispatched.remember(key, entry.incoming);
         }
         finisher.dispatch(entry).await?;
+        if self.is(Mutant::LeaveUnconsumed) {
+            self.dispatched.remember(key, entry.incoming);
+        }
+        finisher
+            .consume_token_from(entry.incoming_token.as_ref(), holder)
+            .await?;
         self.dispatched.remember(key, entry.incoming);
         Ok(())
     }
@@ -209,7 +234,6 @@ impl Core {
         key: &str,
         mut current: Loaded,
     ) -> Result<(Loaded, bool), AttemptError> {
-        self.dispatched.forget_gone(key, &current.record);
         let mut wrote = false;
         // Until none is left in the record as last written: finishing one
         // may re-read the record and find entries committed meanwhile.
@@ -235,7 +259,7 @@ impl Core {
         &self,
         job: &Job<'_>,
         loaded: Loaded,
-        holder: Option<Loaded>,
+        mut holder: Option<Loaded>,
     ) -> Result<Prepared, AttemptError> {
         let Job {
             envelope,
@@ -318,11 +342,14 @@ impl Core {
             doomed,
             delete_blobs,
         };
-        let consume = self.consume_in_commit(key, &entry, holder, &mut record);
+        let consume = self.consume_in_commit(key, &entry, &mut holder, &mut record);
         if consume.is_some() {
             // Consumed by the commit: nothing left for a finisher to consume.
             entry.incoming_token = None;
         }
+        // Entries this endpoint left, done: their removal rides on this
+        // write (`tla/ExactlyOnce.tla`: Commit drops Left entries).
+        record.outbox.retain(|e| !self.remembered(key, e));
         let pending = !entry.is_empty();
         if pending {
             record.outbox.push(entry.clone());
@@ -333,6 +360,7 @@ impl Core {
             entry,
             pending,
             consume,
+            holder,
         })
     }
 
@@ -346,7 +374,7 @@ impl Core {
         &self,
         key: &str,
         entry: &OutboxEntry,
-        holder: Option<Loaded>,
+        holder: &mut Option<Loaded>,
         record: &mut EntityRecord,
     ) -> Option<Consume> {
         let token = entry.incoming_token.as_ref()?;
@@ -356,8 +384,10 @@ impl Core {
         if token.record == key {
             return record.consume_token(token.id).then_some(Consume::Own);
         }
-        let atomic = self.store.capabilities().atomic_multi_key;
-        let holder = holder.filter(|_| atomic)?;
+        if !self.store.capabilities().atomic_multi_key {
+            return None;
+        }
+        let holder = holder.take()?;
         Some(Consume::Holder(Box::new(holder), token.clone()))
     }
 
@@ -472,6 +502,7 @@ impl Core {
             },
             pending: false,
             consume: None,
+            holder: None,
         })
     }
 
@@ -644,6 +675,9 @@ pub(crate) struct Prepared {
     pub pending: bool,
     /// How the commit consumes the incoming token, if it does.
     consume: Option<Consume>,
+    /// The token's holder as read in step 2, when the commit leaves the
+    /// token for the finisher to consume.
+    pub holder: Option<Loaded>,
 }
 
 impl Prepared {

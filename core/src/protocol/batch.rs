@@ -251,8 +251,10 @@ impl Core {
             return self.prepare_at_least_once(&job, loaded).await.map(Some);
         }
         // Pending work, or this message's own entry: the one-at-a-time path
-        // decides. Entries this endpoint left, sent, are carried along.
+        // decides. Entries this endpoint left, done, are dropped by the
+        // commit.
         let key = &member.key;
+        self.dispatched.forget_gone(key, &loaded.record);
         if loaded.record.entry(envelope.id).is_some()
             || loaded
                 .record
@@ -368,11 +370,30 @@ impl Core {
                 return (finished, unfinished);
             }
         }
-        for c in sending {
-            if !at_least_once {
-                let incoming = c.prepared.entry.incoming;
-                self.dispatched.remember(&c.member.key, incoming);
+        if at_least_once {
+            finished.extend(sending.into_iter().map(|c| c.member));
+            return (finished, unfinished);
+        }
+        // Tokens the commits left to consume (stores without `put_all`),
+        // each from its holder as the batch read it; then remembered.
+        let consumes = sending.into_iter().map(|mut c| {
+            let finisher = &finisher;
+            async move {
+                let entry = &c.prepared.entry;
+                let holder = c.prepared.holder.take();
+                let consumed = finisher
+                    .consume_token_from(entry.incoming_token.as_ref(), holder)
+                    .await;
+                (c, consumed)
             }
+        });
+        for (c, consumed) in futures::future::join_all(consumes).await {
+            if consumed.is_err() {
+                unfinished.push(c.member);
+                continue;
+            }
+            let incoming = c.prepared.entry.incoming;
+            self.dispatched.remember(&c.member.key, incoming);
             finished.push(c.member);
         }
         (finished, unfinished)

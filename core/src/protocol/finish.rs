@@ -266,6 +266,17 @@ impl Finisher<'_> {
         &self,
         token: Option<&DedupToken>,
     ) -> Result<(), AttemptError> {
+        self.consume_token_from(token, None).await
+    }
+
+    /// Step 5a, starting from `prefetched`, the holder as read in step 2
+    /// when there is one: the write conditioned on that version saves a
+    /// read, and if the holder changed since, it is read again.
+    pub(crate) async fn consume_token_from(
+        &self,
+        token: Option<&DedupToken>,
+        mut prefetched: Option<Loaded>,
+    ) -> Result<(), AttemptError> {
         let Some(token) = token else {
             return Ok(());
         };
@@ -273,7 +284,11 @@ impl Finisher<'_> {
         async {
             for _ in 0..CONFLICT_LIMIT {
                 self.step(Step::ConsumeToken).await;
-                let holder = read_record(self.store, &token.record).await?;
+                let fresh = prefetched.is_none();
+                let holder = match prefetched.take() {
+                    Some(holder) => holder,
+                    None => read_record(self.store, &token.record).await?,
+                };
                 if !holder.record.tokens.contains(&token.id) {
                     return Ok(());
                 }
@@ -287,6 +302,8 @@ impl Finisher<'_> {
                 self.step(Step::ConsumeToken).await;
                 match write_record(self.store, &token.record, &holder, &record).await {
                     Ok(_) => return Ok(()),
+                    // A holder read in step 2 changed since: read it now.
+                    Err(e) if e.is_conflict() && !fresh => self.count_conflict(),
                     Err(e) if e.is_conflict() => self.back_off().await,
                     Err(e) => return Err(e.into()),
                 }
@@ -438,9 +455,7 @@ impl Finisher<'_> {
                     });
                 }
                 Err(e) if e.is_conflict() => {
-                    if let Some(stats) = self.stats {
-                        stats.add(Counter::BookkeepingConflicts);
-                    }
+                    self.count_conflict();
                     current = read_record(self.store, key).await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -448,12 +463,17 @@ impl Finisher<'_> {
         }
     }
 
-    /// Counts a lost bookkeeping race and waits a jittered moment before
-    /// the retry.
-    pub(crate) async fn back_off(&self) {
+    /// Counts a lost bookkeeping race.
+    fn count_conflict(&self) {
         if let Some(stats) = self.stats {
             stats.add(Counter::BookkeepingConflicts);
         }
+    }
+
+    /// Counts a lost bookkeeping race and waits a jittered moment before
+    /// the retry.
+    pub(crate) async fn back_off(&self) {
+        self.count_conflict();
         self.env
             .clock
             .sleep(self.env.jitter(CONFLICT_BACKOFF))

@@ -39,6 +39,12 @@ pub enum Mutant {
     /// redelivery finds the entry "sent", skips it, and the messages are
     /// never sent (TLA+ mutant (i), `LeaveUnsent`).
     LeaveUnsent,
+    /// A worker remembers the entry it leaves before consuming its
+    /// incoming token, not after: a crash in between, and the redelivery
+    /// finds the entry done and acks, the next commit drops it, and the
+    /// token is never consumed: a copy that comes later runs the handler
+    /// again (TLA+ mutant (j), `LeaveUnconsumed`).
+    LeaveUnconsumed,
 }
 
 impl Mutant {
@@ -48,11 +54,14 @@ impl Mutant {
     /// run the protocol as it was when they were written (no `put_all`
     /// consume, no prefetched holder, every entry removed by its finisher).
     pub(crate) fn breaks_only_new_paths(self) -> bool {
-        matches!(self, Mutant::BatchSharedKeys | Mutant::LeaveUnsent)
+        matches!(
+            self,
+            Mutant::BatchSharedKeys | Mutant::LeaveUnsent | Mutant::LeaveUnconsumed
+        )
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 9] = [
+    pub const ALL: [Mutant; 10] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -62,5 +71,6 @@ impl Mutant {
         Mutant::ForgetWholeEntry,
         Mutant::BatchSharedKeys,
         Mutant::LeaveUnsent,
+        Mutant::LeaveUnconsumed,
     ];
 }

@@ -213,7 +213,7 @@ impl Sweeper {
                 .record
                 .outbox
                 .iter()
-                .filter(|e| e.sends_only() && dispatched.contains(key, e.incoming))
+                .filter(|e| e.sends_and_consumes_only() && dispatched.contains(key, e.incoming))
                 .map(|e| e.incoming)
                 .collect();
             for id in sent {
