@@ -587,10 +587,14 @@ async fn a_sent_intent_is_left_to_the_receiver_and_swept_without_a_resend() {
         "the consume dropped the entry"
     );
 
-    // Not consumed within the grace period: the sender's own sweeper
-    // removes the entry and sends nothing.
+    // Not consumed: the sender's own sweeper leaves the entry, sent, for
+    // the consume while it is younger than the left age, then removes it
+    // and sends nothing.
     let b = sender.send("audit", &account("b")).await.expect("send");
     let swept = sender.sweeper().min_age(Duration::ZERO);
+    assert_eq!(swept.sweep_once().await.expect("sweep"), 0);
+    assert_eq!(intent(b).await.outbox.len(), 1, "left for the consume");
+    let swept = swept.left_age(Duration::ZERO);
     assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
     assert_eq!(transport.depth("audit"), 1, "no resend");
     let record = intent(b).await;
@@ -809,8 +813,13 @@ async fn without_put_all_a_done_entry_is_left_and_dropped_by_the_next_commit() {
     assert_eq!(left, [second], "the commit dropped the first entry");
     assert_eq!(state(store.as_ref(), "e/audit/a").await, Some(2));
 
+    // The sweeper leaves it for a later commit while it is younger than
+    // the left age (60 s), then removes it.
     let swept = endpoint.sweeper().min_age(Duration::ZERO);
-    swept.sweep_once().await.expect("sweep");
+    assert_eq!(swept.sweep_once().await.expect("sweep"), 0);
+    assert_eq!(record("e/audit/a").await.outbox.len(), 1, "not yet");
+    let swept = swept.left_age(Duration::ZERO);
+    assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
     assert!(record("e/audit/a").await.outbox.is_empty(), "swept");
     assert_eq!(transport.depth("audit"), 0, "nothing sent again");
 }

@@ -266,8 +266,11 @@ impl World {
             .prefix(intent_prefix.clone())
             .min_age(Duration::ZERO)
             .env(env.clone());
+        // No grace at all, not even for entries left done: the model's
+        // Sweeper may remove a left entry at any moment.
         let mut sweeper = Sweeper::new(store, transport)
             .min_age(Duration::ZERO)
+            .left_age(Duration::ZERO)
             .env(env.clone())
             .calls(executor)
             .blobs(blobs.clone())

@@ -18,11 +18,14 @@ use crate::codec::{Codec, Json};
 use crate::env::Env;
 use crate::error::StoreError;
 use crate::message::MessageId;
-use crate::record::{Loaded, read_record};
+use crate::record::{Loaded, OutboxEntry, read_record};
 use crate::store::Store;
 use crate::transport::Transport;
 
 const PAGE: usize = 256;
+
+/// How long a sweeper leaves an entry it remembers as done, by default.
+const DEFAULT_LEFT_AGE: Duration = Duration::from_secs(60);
 
 /// Finishes pending outbox entries under some key prefixes.
 ///
@@ -36,6 +39,7 @@ pub struct Sweeper {
     env: Env,
     prefixes: Vec<String>,
     min_age: Duration,
+    left_age: Duration,
     stats: Arc<Stats>,
     mutant: Option<Mutant>,
     codec: Arc<dyn Codec>,
@@ -46,7 +50,8 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// A sweeper over no prefixes yet, with a 2 s grace period.
+    /// A sweeper over no prefixes yet, with a 2 s grace period (60 s for
+    /// entries it remembers as done: [`Sweeper::left_age`]).
     pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>) -> Self {
         Self {
             store,
@@ -54,6 +59,7 @@ impl Sweeper {
             env: Env::system(),
             prefixes: Vec::new(),
             min_age: Duration::from_secs(2),
+            left_age: DEFAULT_LEFT_AGE,
             stats: Arc::default(),
             mutant: None,
             codec: Arc::new(Json),
@@ -113,6 +119,16 @@ impl Sweeper {
         self
     }
 
+    /// Leaves entries it remembers as done (sent, their token consumed:
+    /// left in place by this process's workers or `Sender`) younger than
+    /// `age` (at least the grace period) to the writes that drop them for
+    /// free: the receivers' consumes and the record's next commit. Past
+    /// it, the sweeper removes them with a write of its own. Default 60 s.
+    pub fn left_age(mut self, age: Duration) -> Self {
+        self.left_age = age;
+        self
+    }
+
     /// Uses this clock and randomness.
     pub fn env(mut self, env: Env) -> Self {
         self.env = env;
@@ -168,15 +184,13 @@ impl Sweeper {
         pause(finisher.probe, Step::Sweep).await;
         let loaded = read_record(self.store.as_ref(), key).await?;
         self.forget_consumed(key, &loaded);
-        let horizon = self
-            .env
-            .now_millis()
-            .saturating_sub(self.min_age.as_millis() as u64);
-        let due = loaded
-            .record
-            .outbox
-            .iter()
-            .any(|e| e.committed_at <= horizon);
+        let now = self.env.now_millis();
+        let horizon = now.saturating_sub(self.min_age.as_millis() as u64);
+        let left_horizon = now.saturating_sub(self.min_age.max(self.left_age).as_millis() as u64);
+        let due = loaded.record.outbox.iter().any(|e| {
+            let left = self.remembered(key, e);
+            e.committed_at <= if left { left_horizon } else { horizon }
+        });
         if !due {
             self.expire(key, &loaded).await?;
             return Ok(0);
@@ -213,7 +227,7 @@ impl Sweeper {
                 .record
                 .outbox
                 .iter()
-                .filter(|e| e.sends_and_consumes_only() && dispatched.contains(key, e.incoming))
+                .filter(|e| self.remembered(key, e))
                 .map(|e| e.incoming)
                 .collect();
             for id in sent {
@@ -222,6 +236,14 @@ impl Sweeper {
             }
         }
         finisher.finish_pending(key, loaded).await
+    }
+
+    /// Whether `entry` of the record at `key` is one this sweeper's
+    /// process remembers leaving, done.
+    fn remembered(&self, key: &str, entry: &OutboxEntry) -> bool {
+        self.dispatched.as_ref().is_some_and(|dispatched| {
+            entry.sends_and_consumes_only() && dispatched.contains(key, entry.incoming)
+        })
     }
 
     /// Forgets the sent entries the receivers' consumes have dropped.
