@@ -113,6 +113,18 @@ async fn assert_left_done(store: &dyn Store, key: &str, entry: &OutboxEntry) {
     assert!(!held, "{key} has an entry whose token is not consumed");
 }
 
+/// `transport` with every call failing: a broker that is down.
+fn broker_down(transport: Arc<dyn Transport>) -> Arc<FaultyTransport> {
+    Arc::new(FaultyTransport::new(
+        transport,
+        TransportFaults {
+            unavailable_ppm: 1_000_000,
+            ..TransportFaults::default()
+        },
+        Arc::new(ThreadRandom),
+    ))
+}
+
 /// Runs the endpoints until `done` holds or the deadline passes.
 async fn run_until(
     endpoints: &[Endpoint],
@@ -231,14 +243,7 @@ async fn sweeper_sends_an_intent_stranded_between_commit_and_send() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
     // The sender's broker connection is down: the intent commits, the send fails.
-    let down = Arc::new(FaultyTransport::new(
-        transport.clone(),
-        TransportFaults {
-            unavailable_ppm: 1_000_000,
-            ..TransportFaults::default()
-        },
-        Arc::new(ThreadRandom),
-    ));
+    let down = broker_down(transport.clone());
     let sender = Sender::new("web", store.clone(), down).expect("sender");
     let id = sender
         .send(
@@ -822,4 +827,35 @@ async fn without_put_all_a_done_entry_is_left_and_dropped_by_the_next_commit() {
     assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
     assert!(record("e/audit/a").await.outbox.is_empty(), "swept");
     assert_eq!(transport.depth("audit"), 0, "nothing sent again");
+}
+
+/// A bounded sweeper reads at most its budget of records per pass and goes
+/// on where the last pass stopped: five stranded intents take three passes
+/// of two, and the fourth starts over.
+#[tokio::test]
+async fn a_bounded_sweeper_goes_round_the_records_a_budget_at_a_time() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let down = broker_down(transport.clone());
+    let stranded = Sender::new("web", store.clone(), down).expect("sender");
+    for n in 0..5 {
+        let add = Add {
+            account: format!("a{n}"),
+            n: 1,
+        };
+        stranded.send("ledger", &add).await.expect("committed");
+    }
+    assert_eq!(transport.depth("ledger"), 0, "the broker was down");
+
+    let sweeper = Sender::new("web", store.clone(), transport.clone())
+        .expect("sender")
+        .sweeper()
+        .min_age(Duration::ZERO)
+        .records_per_pass(2);
+    let mut finished = Vec::new();
+    for _ in 0..4 {
+        finished.push(sweeper.sweep_once().await.expect("sweep"));
+    }
+    assert_eq!(finished, [2, 2, 1, 0]);
+    assert_eq!(transport.depth("ledger"), 5, "each sent once");
 }

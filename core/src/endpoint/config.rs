@@ -88,6 +88,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Entries younger than this are left to the worker that committed them.
     pub sweep_min_age: Duration,
+    /// At most this many entity records read per sweep pass (`None`: all).
+    pub sweep_records_per_pass: Option<usize>,
     /// Captured message bodies larger than this go through the claim check
     /// (default 256 KiB; needs a blob store).
     pub claim_threshold: usize,
@@ -111,6 +113,7 @@ impl Default for Config {
             receive_wait: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(2),
             sweep_min_age: Duration::from_secs(2),
+            sweep_records_per_pass: None,
             claim_threshold: 256 * 1024,
             max_payload_bytes: 64 << 20,
             max_blob_bytes: 8 << 30,

@@ -201,6 +201,14 @@ impl EndpointBuilder {
         self
     }
 
+    /// Bounds each sweep pass to `records` entity records, each pass going
+    /// on where the last stopped ([`Sweeper::records_per_pass`]). By
+    /// default a pass reads every entity record of the endpoint.
+    pub fn sweep_records_per_pass(mut self, records: usize) -> Self {
+        self.config.sweep_records_per_pass = Some(records);
+        self
+    }
+
     /// How long one receive call waits (default 1 s).
     pub fn receive_wait(mut self, wait: Duration) -> Self {
         self.config.receive_wait = wait;
@@ -329,7 +337,7 @@ impl Endpoint {
     /// A sweeper over this endpoint's entity records.
     pub fn sweeper(&self) -> Sweeper {
         let core = &self.core;
-        Sweeper::new(core.store.clone(), core.transport.clone())
+        let sweeper = Sweeper::new(core.store.clone(), core.transport.clone())
             .prefix(format!("{ENTITY_PREFIX}{}/", core.name))
             .min_age(core.config.sweep_min_age)
             .env(core.env.clone())
@@ -337,7 +345,11 @@ impl Endpoint {
             .calls(core.calls.clone())
             .blobs(core.blobs.clone())
             .dispatched(core.dispatched.clone())
-            .with_stats(core.stats.clone(), core.config.mutant)
+            .with_stats(core.stats.clone(), core.config.mutant);
+        match core.config.sweep_records_per_pass {
+            Some(records) => sweeper.records_per_pass(records),
+            None => sweeper,
+        }
     }
 
     /// Runs `concurrency` workers and (exactly-once only) the sweeper until

@@ -3,7 +3,7 @@
 //! after its commit) and finishes them. No intent is ever stranded.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -47,6 +47,15 @@ pub struct Sweeper {
     blobs: Option<Arc<dyn BlobStore>>,
     expire_after: Option<Duration>,
     dispatched: Option<Arc<Dispatched>>,
+    /// At most this many records per pass, and where the next pass goes on.
+    bounded: Option<(usize, Arc<Mutex<Cursor>>)>,
+}
+
+/// Where a bounded pass stopped: a prefix (by index) and the last key read.
+#[derive(Debug, Default)]
+struct Cursor {
+    prefix: usize,
+    after: Option<String>,
 }
 
 impl Sweeper {
@@ -67,7 +76,18 @@ impl Sweeper {
             blobs: None,
             expire_after: None,
             dispatched: None,
+            bounded: None,
         }
+    }
+
+    /// Reads at most `records` records per pass (at least 1), each pass
+    /// going on where the last one stopped and starting over after the last
+    /// prefix: a pass then costs a bounded number of reads however many
+    /// records there are, and a stranded entry waits at most as many passes
+    /// as it takes to go round. Default: every record, every pass.
+    pub fn records_per_pass(mut self, records: usize) -> Self {
+        self.bounded = Some((records.max(1), Arc::default()));
+        self
     }
 
     /// Also deletes *finished* records older than `after`: records named by
@@ -163,6 +183,9 @@ impl Sweeper {
             mutant: self.mutant,
             stats: Some(&self.stats),
         };
+        if let Some((budget, cursor)) = &self.bounded {
+            return self.sweep_bounded(&finisher, *budget, cursor).await;
+        }
         let mut finished = 0;
         for prefix in &self.prefixes {
             let mut after: Option<String> = None;
@@ -174,6 +197,51 @@ impl Sweeper {
                 match keys.last() {
                     Some(last) if keys.len() == PAGE => after = Some(last.clone()),
                     _ => break,
+                }
+            }
+        }
+        Ok(finished)
+    }
+
+    /// One pass of at most `budget` records, from `cursor` on.
+    async fn sweep_bounded(
+        &self,
+        finisher: &Finisher<'_>,
+        mut budget: usize,
+        cursor: &Mutex<Cursor>,
+    ) -> Result<usize, StoreError> {
+        let lock = || cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut finished = 0;
+        // Each prefix's end is reached at most once per pass.
+        let mut ends = 0;
+        while budget > 0 && ends < self.prefixes.len() {
+            let (index, after) = {
+                let at = lock();
+                (at.prefix % self.prefixes.len(), at.after.clone())
+            };
+            let asked = budget.min(PAGE);
+            let keys = self
+                .store
+                .list(&self.prefixes[index], after.as_deref(), asked)
+                .await?;
+            for key in &keys {
+                finished += self.sweep_key(finisher, key).await?;
+            }
+            budget -= keys.len();
+            let mut at = lock();
+            match keys.last() {
+                Some(last) if keys.len() == asked => {
+                    *at = Cursor {
+                        prefix: index,
+                        after: Some(last.clone()),
+                    };
+                }
+                _ => {
+                    *at = Cursor {
+                        prefix: (index + 1) % self.prefixes.len(),
+                        after: None,
+                    };
+                    ends += 1;
                 }
             }
         }
