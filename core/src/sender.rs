@@ -93,6 +93,10 @@ pub struct Sender {
 /// (see [`Sender::retention`]).
 pub const DEFAULT_INTENT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The window of intent records a bounded sweeper of a `Sender` reads
+/// first, every pass ([`Sweeper::recent`]).
+const RECENT_INTENTS: Duration = Duration::from_secs(5 * 60);
+
 impl Sender {
     /// A sender whose intent records live under `i/{source}/`.
     pub fn new(
@@ -560,6 +564,7 @@ impl Sender {
             .prefix(format!("{INTENT_PREFIX}{}/", self.source))
             .env(self.env.clone())
             .min_age(Duration::from_secs(2))
+            .recent(RECENT_INTENTS)
             .expire_finished(self.retention)
             .dispatched(self.dispatched_memory())
     }

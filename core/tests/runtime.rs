@@ -851,6 +851,8 @@ async fn a_bounded_sweeper_goes_round_the_records_a_budget_at_a_time() {
         .expect("sender")
         .sweeper()
         .min_age(Duration::ZERO)
+        // No recent window (zero turns it off): the round alone.
+        .recent(Duration::ZERO)
         .records_per_pass(2);
     let mut finished = Vec::new();
     for _ in 0..4 {
@@ -858,4 +860,43 @@ async fn a_bounded_sweeper_goes_round_the_records_a_budget_at_a_time() {
     }
     assert_eq!(finished, [2, 2, 1, 0]);
     assert_eq!(transport.depth("ledger"), 5, "each sent once");
+}
+
+/// A `Sender`'s bounded sweeper reads the intents of the last minutes
+/// first: one stranded a moment ago is sent in the next pass even when
+/// the round of older records has far to go.
+#[tokio::test]
+async fn a_bounded_intent_sweeper_finds_a_fresh_stranded_intent_first() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(MemoryTransport::new());
+    let clock = Arc::new(ManualClock::starting_at(1_700_000_000_000));
+    let env = Env::seeded(11, clock.clone());
+    let stranded = Sender::new("web", store.clone(), broker_down(transport.clone()))
+        .expect("sender")
+        .env(env.clone());
+    let add = |n: u64| Add {
+        account: format!("a{n}"),
+        n,
+    };
+    for n in 0..4 {
+        stranded.send("ledger", &add(n)).await.expect("committed");
+    }
+    clock.advance(Duration::from_secs(3600));
+    let fresh = stranded.send("ledger", &add(9)).await.expect("committed");
+    clock.advance(Duration::from_secs(10));
+
+    let sweeper = Sender::new("web", store.clone(), transport.clone())
+        .expect("sender")
+        .env(env)
+        .sweeper()
+        .records_per_pass(1);
+    // The fresh intent (recent), and the oldest one (the round's first).
+    assert_eq!(sweeper.sweep_once().await.expect("sweep"), 2);
+    let sent = transport
+        .receive("ledger", 10, Duration::ZERO)
+        .await
+        .expect("receive");
+    let ids: Vec<_> = sent.iter().map(|d| d.envelope.id).collect();
+    assert!(ids.contains(&fresh), "the fresh intent was sent first");
+    assert_eq!(ids.len(), 2);
 }

@@ -49,6 +49,8 @@ pub struct Sweeper {
     dispatched: Option<Arc<Dispatched>>,
     /// At most this many records per pass, and where the next pass goes on.
     bounded: Option<(usize, Arc<Mutex<Cursor>>)>,
+    /// With a bound, the records of this age or younger are read first.
+    recent: Option<Duration>,
 }
 
 /// Where a bounded pass stopped: a prefix (by index) and the last key read.
@@ -77,7 +79,21 @@ impl Sweeper {
             expire_after: None,
             dispatched: None,
             bounded: None,
+            recent: None,
         }
+    }
+
+    /// With [`Sweeper::records_per_pass`], each pass first reads every
+    /// record created in the last `window`: those whose key ends in a UUID
+    /// v7 id (a `Sender`'s intent records), which sort by creation time
+    /// from a key built from the time `window` ago. A stranded intent is
+    /// then found in the next pass, not after a round of every record; a
+    /// key of another kind waits for the round. Without a bound every pass
+    /// reads every record anyway, and this does nothing; a zero window
+    /// turns it off.
+    pub fn recent(mut self, window: Duration) -> Self {
+        self.recent = Some(window);
+        self
     }
 
     /// Reads at most `records` records per pass (at least 1), each pass
@@ -184,21 +200,56 @@ impl Sweeper {
             stats: Some(&self.stats),
         };
         if let Some((budget, cursor)) = &self.bounded {
-            return self.sweep_bounded(&finisher, *budget, cursor).await;
+            let recent = match self.recent {
+                Some(window) if !window.is_zero() => self.sweep_recent(&finisher, window).await?,
+                _ => 0,
+            };
+            return Ok(recent + self.sweep_bounded(&finisher, *budget, cursor).await?);
         }
         let mut finished = 0;
         for prefix in &self.prefixes {
-            let mut after: Option<String> = None;
-            loop {
-                let keys = self.store.list(prefix, after.as_deref(), PAGE).await?;
-                for key in &keys {
-                    finished += self.sweep_key(&finisher, key).await?;
-                }
-                match keys.last() {
-                    Some(last) if keys.len() == PAGE => after = Some(last.clone()),
-                    _ => break,
-                }
+            finished += self.sweep_after(&finisher, prefix, None).await?;
+        }
+        Ok(finished)
+    }
+
+    /// Every record under `prefix` whose key sorts after `after` (from the
+    /// first if `None`), a page at a time.
+    async fn sweep_after(
+        &self,
+        finisher: &Finisher<'_>,
+        prefix: &str,
+        mut after: Option<String>,
+    ) -> Result<usize, StoreError> {
+        let mut finished = 0;
+        loop {
+            let keys = self.store.list(prefix, after.as_deref(), PAGE).await?;
+            for key in &keys {
+                finished += self.sweep_key(finisher, key).await?;
             }
+            match keys.last() {
+                Some(last) if keys.len() == PAGE => after = Some(last.clone()),
+                _ => return Ok(finished),
+            }
+        }
+    }
+
+    /// Every record whose key sorts after the UUID v7 of `window` ago.
+    async fn sweep_recent(
+        &self,
+        finisher: &Finisher<'_>,
+        window: Duration,
+    ) -> Result<usize, StoreError> {
+        let since = self
+            .env
+            .now_millis()
+            .saturating_sub(window.as_millis() as u64);
+        // The least UUID v7 of that millisecond.
+        let floor = uuid::Builder::from_unix_timestamp_millis(since, &[0; 10]).into_uuid();
+        let mut finished = 0;
+        for prefix in &self.prefixes {
+            let after = format!("{prefix}{floor}");
+            finished += self.sweep_after(finisher, prefix, Some(after)).await?;
         }
         Ok(finished)
     }
