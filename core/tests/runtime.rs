@@ -827,6 +827,11 @@ async fn without_put_all_a_done_entry_is_left_and_dropped_by_the_next_commit() {
     assert_eq!(swept.sweep_once().await.expect("sweep"), 1);
     assert!(record("e/audit/a").await.outbox.is_empty(), "swept");
     assert_eq!(transport.depth("audit"), 0, "nothing sent again");
+    assert_eq!(
+        endpoint.stats().snapshot().swept,
+        0,
+        "garbage, not a recovery"
+    );
 }
 
 /// A bounded sweeper reads at most its budget of records per pass and goes

@@ -315,10 +315,17 @@ impl Sweeper {
             return Ok(0);
         }
         let count = loaded.record.outbox.len();
+        // Recoveries: entries left done by this process are only removed.
+        let recovered = loaded
+            .record
+            .outbox
+            .iter()
+            .filter(|e| !self.remembered(key, e))
+            .count();
         match self.finish_due(finisher, key, loaded).await {
             Ok(_) => {
-                debug!(key, count, "sweeper finished outbox entries");
-                for _ in 0..count {
+                debug!(key, count, recovered, "sweeper finished outbox entries");
+                for _ in 0..recovered {
                     self.stats.add(Counter::Swept);
                 }
                 Ok(count)
