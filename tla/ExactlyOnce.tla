@@ -670,7 +670,7 @@ Processed(o) ==
     /\ \A t \in AllTokens : t[1] # o
 
 (* Every sent message is eventually processed: committed, its token consumed,  *)
-(* its OutboxEntry removed.                                                    *)
+(* its OutboxEntry removed or left done.                                       *)
 EventuallyProcessed == \A o \in MsgIds : (o \in SentIds) ~> Processed(o)
 
 CommittedIsSent == \A o \in MsgIds : (cpay[o] # "none") ~> (o \in SentIds)
