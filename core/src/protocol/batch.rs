@@ -278,7 +278,7 @@ impl Core {
     }
 
     /// Step 3's writes of every member: one `put_all` where the store
-    /// writes keys atomically, otherwise one write each. Returns the
+    /// writes keys atomically, otherwise one write each, side by side. Returns the
     /// committed members and the refused ones.
     async fn commit_all(&self, ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
         let atomic = self.store.capabilities().atomic_multi_key;
@@ -302,12 +302,13 @@ impl Core {
             })
             .collect()
         } else {
-            let mut written = Vec::with_capacity(ready.len());
-            for r in &ready {
+            // One conditional write each, side by side: no two members
+            // write the same key, so no order among them matters.
+            let writes = ready.iter().map(|r| {
                 let (key, p) = (&r.member.key, &r.prepared);
-                written.push(commit_attempt(self.store.as_ref(), key, &p.base, &p.record).await);
-            }
-            written
+                commit_attempt(self.store.as_ref(), key, &p.base, &p.record)
+            });
+            futures::future::join_all(writes).await
         };
         for (Ready { member, prepared }, written) in ready.into_iter().zip(written) {
             match written {
