@@ -340,9 +340,18 @@ impl fmt::Display for Report {
         if let Some(v) = self.violations.first() {
             write!(
                 f,
-                "\nfirst violation: {:?} in seed {}: {}\nrerun it with EXACTLY_SEED={}",
-                v.kind, v.seed, v.detail, v.seed
+                "\nfirst violation: {:?} in seed {}: {}",
+                v.kind, v.seed, v.detail
             )?;
+            // The rest of that schedule's, which often explain the first.
+            for other in self.violations[1..]
+                .iter()
+                .filter(|o| o.seed == v.seed)
+                .take(4)
+            {
+                write!(f, "\n  also {:?}: {}", other.kind, other.detail)?;
+            }
+            write!(f, "\nrerun it with EXACTLY_SEED={}", v.seed)?;
         }
         Ok(())
     }

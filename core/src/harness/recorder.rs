@@ -19,6 +19,8 @@ use crate::transport::{Capabilities, Delivery, Outgoing, Receipt, Transport};
 pub(crate) struct Log {
     pub committed: HashMap<MessageId, Bytes>,
     pub sent: Vec<Outgoing>,
+    /// Message id → how often the harness received it (any queue).
+    pub received: HashMap<MessageId, u32>,
     /// `put_all` calls that succeeded: commits that consumed a token.
     pub one_write_commits: u64,
 }

@@ -19,7 +19,7 @@ use crate::context::Routes;
 use crate::endpoint::{Endpoint, RetryPolicy};
 use crate::env::{Env, ManualClock, Random, SeededRandom};
 use crate::fault::{FaultyStore, FaultyTransport};
-use crate::message::Envelope;
+use crate::message::{Envelope, MessageId};
 use crate::protocol::{Mutant, Sweeper};
 use crate::record::{ENTITY_PREFIX, EntityRecord, INTENT_PREFIX, OutboxEntry};
 use crate::sender::Sender;
@@ -329,6 +329,12 @@ impl World {
             if got.is_empty() {
                 continue;
             }
+            {
+                let mut log = lock(&self.log);
+                for delivery in &got {
+                    *log.received.entry(delivery.envelope.id).or_default() += 1;
+                }
+            }
             let gate = Arc::new(Gate::default());
             let receipts = got.iter().map(|d| d.receipt.clone()).collect();
             let g = gate.clone();
@@ -531,9 +537,13 @@ impl World {
                     );
                 }
                 if !record.tokens.is_empty() {
+                    let fates = self.fates(record.tokens.iter());
                     violate(
                         ViolationKind::LeftoverToken,
-                        format!("{key} holds {} tokens at quiescence", record.tokens.len()),
+                        format!(
+                            "{key} holds {} tokens at quiescence: {fates}",
+                            record.tokens.len()
+                        ),
                     );
                 }
                 let state: Applied = record
@@ -651,6 +661,27 @@ impl World {
     /// Whether `entry` is one a worker left, done (`tla/ExactlyOnce.tla`,
     /// `LeftDone`): nothing but its incoming token to consume, consumed.
     /// Such an entry stays until the record's next commit or the sweeper.
+    /// What became of the messages `ids`: how often each was sent, to
+    /// which queue, and received — to tell a transport that lost a message
+    /// from a protocol that never sent it.
+    fn fates<'a>(&self, ids: impl Iterator<Item = &'a MessageId>) -> String {
+        let log = lock(&self.log);
+        let fate = |id: &MessageId| {
+            let sent: Vec<&str> = log
+                .sent
+                .iter()
+                .filter(|o| o.envelope.id == *id)
+                .map(|o| o.queue.as_str())
+                .collect();
+            let received = log.received.get(id).copied().unwrap_or(0);
+            format!(
+                "{id} sent {} times {sent:?}, received {received} times",
+                sent.len()
+            )
+        };
+        ids.map(fate).collect::<Vec<_>>().join("; ")
+    }
+
     async fn left_done(&self, entry: &OutboxEntry) -> bool {
         let Some(token) = &entry.incoming_token else {
             return false;

@@ -119,6 +119,13 @@ impl RabbitQueue {
         if let Some(link) = current.as_ref().filter(|l| l.is_open()) {
             return Ok(link.clone());
         }
+        if let Some(broken) = current.take() {
+            // One channel closed, the connection perhaps not: close it, or
+            // the deliveries its consuming channel still holds stay leased
+            // to nobody (lapin does not close a dropped connection, and
+            // the reaper of a broken link has stopped).
+            tokio::spawn(async move { broken.close().await });
+        }
         let tick =
             (self.visibility_timeout / 8).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let finite = Instant::now()
