@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use exactly::{Envelope, MessageId, Outgoing, Transport};
+use exactly::{Outgoing, Transport};
 use exactly_transport_rabbitmq::RabbitQueue;
-use exactly_transport_testkit::{run_prefix, server_url};
+use exactly_transport_testkit::{probe, run_prefix, server_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_returns_unacked_deliveries_at_once() {
@@ -15,18 +15,7 @@ async fn close_returns_unacked_deliveries_at_once() {
         .expect("connect")
         .visibility_timeout(Duration::from_secs(3600));
     let name = format!("{}shutdown", run_prefix());
-    let envelope = Envelope {
-        id: MessageId::derived(&name, "1"),
-        message_type: "Probe".into(),
-        destination: name.clone(),
-        headers: Default::default(),
-        correlation_id: None,
-        causation_id: None,
-        reply_to: None,
-        token: None,
-        content_type: "text/plain".into(),
-        body: "work".into(),
-    };
+    let envelope = probe(&name, 1);
     queue
         .send(vec![Outgoing::new(envelope.clone())])
         .await

@@ -35,6 +35,46 @@ const SCHEMA: [&str; 2] = [
     "CREATE INDEX IF NOT EXISTS exactly_queue_visible ON exactly_queue (queue, visible_at, seq)",
 ];
 
+/// A CTE that turns off `synchronous_commit` for the statement's own
+/// (implicit) transaction, for the writes whose loss is harmless: a lease
+/// or an ack lost when the *server* crashes within its WAL writer delay
+/// only makes the message deliverable again — a duplicate, which the
+/// receiver drops — while the commit stops waiting for a WAL flush of its
+/// own. A later durable commit (a send, a store commit) flushes it anyway:
+/// WAL is written in order. Sends keep the server's setting: a lost send
+/// would be a lost message.
+macro_rules! relaxed {
+    () => {
+        "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
+    };
+}
+
+/// Claims up to `$5` visible rows of queue `$3` at time `$4` and leases
+/// them (`$1` until `$2`). The locking CTE runs once; `SKIP LOCKED` lets
+/// concurrent receivers claim disjoint rows instead of queueing behind
+/// each other's locks.
+const LEASE: &str = concat!(
+    "WITH picked AS (
+         SELECT seq FROM exactly_queue
+         WHERE queue = $3 AND visible_at <= $4
+         ORDER BY visible_at, seq LIMIT $5
+         FOR UPDATE SKIP LOCKED), ",
+    relaxed!(),
+    " UPDATE exactly_queue AS q
+     SET lease = $1, visible_at = $2, deliveries = q.deliveries + 1
+     FROM picked, relaxed WHERE q.seq = picked.seq
+     RETURNING q.seq, q.envelope, q.deliveries"
+);
+
+/// Deletes the acked rows (`$1` queues, `$2` seqs).
+const ACK: &str = concat!(
+    "WITH ",
+    relaxed!(),
+    " DELETE FROM exactly_queue AS q
+     USING UNNEST($1::text[], $2::int8[]) AS acked (queue, seq), relaxed
+     WHERE q.seq = acked.seq AND q.queue = acked.queue"
+);
+
 /// The queue on a PostgreSQL pool. Dropping it stops its listener task.
 #[derive(Debug)]
 pub(crate) struct PgTable {
@@ -119,42 +159,26 @@ impl Table for PgTable {
         lease: &str,
         until: i64,
     ) -> Result<Vec<Leased>, TransportError> {
-        // The locking CTE runs once; SKIP LOCKED lets concurrent receivers
-        // claim disjoint rows instead of queueing behind each other's locks.
-        let rows: Vec<LeasedRow> = sqlx::query_as(
-            "WITH picked AS (
-                 SELECT seq FROM exactly_queue
-                 WHERE queue = $3 AND visible_at <= $4
-                 ORDER BY visible_at, seq LIMIT $5
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE exactly_queue AS q
-             SET lease = $1, visible_at = $2, deliveries = q.deliveries + 1
-             FROM picked WHERE q.seq = picked.seq
-             RETURNING q.seq, q.envelope, q.deliveries",
-        )
-        .bind(lease)
-        .bind(until)
-        .bind(queue)
-        .bind(now)
-        .bind(max)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<LeasedRow> = sqlx::query_as(LEASE)
+            .bind(lease)
+            .bind(until)
+            .bind(queue)
+            .bind(now)
+            .bind(max)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(Leased::in_seq_order(rows))
     }
 
     async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError> {
         let (queues, seqs): (Vec<&str>, Vec<i64>) = rows.iter().copied().unzip();
-        sqlx::query(
-            "DELETE FROM exactly_queue AS q
-             USING UNNEST($1::text[], $2::int8[]) AS acked (queue, seq)
-             WHERE q.seq = acked.seq AND q.queue = acked.queue",
-        )
-        .bind(queues)
-        .bind(seqs)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        sqlx::query(ACK)
+            .bind(queues)
+            .bind(seqs)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 

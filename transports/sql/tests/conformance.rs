@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use exactly::Transport;
 use exactly_transport_sql::SqlQueue;
 
 exactly_conformance::transport_conformance!(|dir| async move {
@@ -22,4 +23,57 @@ mod postgres {
         let queue = SqlQueue::connect_postgres(&url).await.expect("connect");
         queue.visibility_timeout(Duration::from_secs(1))
     });
+
+    /// Leases and acks commit without waiting for a WAL flush, through a
+    /// setting local to their own transaction: the session they ran on
+    /// keeps the server's `synchronous_commit` for what comes next (a send,
+    /// a store's commit on a shared pool).
+    #[tokio::test]
+    async fn relaxed_commits_stay_inside_their_statement() {
+        let url = server_url("EXACTLY_TEST_POSTGRES_URL");
+        // Durable sessions, whatever the test server's default.
+        let options = exactly_store_postgres::connect_options(&url)
+            .expect("url")
+            .options([("synchronous_commit", "on")]);
+        let pool = exactly_store_postgres::pool_options()
+            .max_connections(3)
+            .acquire_timeout(Duration::from_millis(500))
+            .connect_with(options)
+            .await
+            .expect("connect");
+        let queue = SqlQueue::from_pg_pool(pool.clone()).await.expect("queue");
+        let name = format!("{}relaxed", exactly_transport_testkit::run_prefix());
+        let envelope = exactly_transport_testkit::probe(&name, 1);
+        queue
+            .send(vec![exactly::Outgoing::new(envelope)])
+            .await
+            .expect("send");
+        let got = queue
+            .receive(&name, 1, Duration::from_secs(5))
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 1, "the message sent");
+        queue.ack(&got[0].receipt).await.expect("ack");
+        // Every session of the pool (held until the pool has no more),
+        // whichever ran the lease and the ack.
+        let mut sessions = Vec::new();
+        while let Ok(mut session) = pool.acquire().await {
+            let after: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut *session)
+                .await
+                .expect("show");
+            assert_eq!(after, "on", "a session's setting after a lease and an ack");
+            sessions.push(session);
+        }
+        assert!(!sessions.is_empty(), "the pool's sessions were checked");
+        drop(sessions);
+        assert!(
+            queue
+                .receive(&name, 1, Duration::ZERO)
+                .await
+                .expect("receive")
+                .is_empty(),
+            "the ack deleted the message"
+        );
+    }
 }

@@ -24,7 +24,7 @@ mod reconnect;
 
 pub use harness::{fault_harness, memory_store_over, memory_store_over_shared, run_prefix};
 pub use proxy::Proxy;
-pub use reconnect::{reconnect_mid_stream, retry};
+pub use reconnect::{probe, reconnect_mid_stream, retry};
 
 /// The address in environment variable `var` (set by `source
 /// .services/env` after `scripts/services.sh up`).

@@ -37,7 +37,9 @@ where
     }
 }
 
-fn message(queue: &str, n: u32) -> Envelope {
+/// Probe message `n` for `queue`: its id derived from both (the same `n`
+/// gives the same id), header `n`, and `n` as its 4-byte body.
+pub fn probe(queue: &str, n: u32) -> Envelope {
     Envelope {
         id: MessageId::derived(queue, &n.to_string()),
         message_type: "testkit.Probe".into(),
@@ -55,7 +57,7 @@ fn message(queue: &str, n: u32) -> Envelope {
 async fn send_range(transport: &dyn Transport, queue: &str, from: u32, to: u32) {
     for start in (from..to).step_by(5) {
         let batch: Vec<Outgoing> = (start..(start + 5).min(to))
-            .map(|n| Outgoing::new(message(queue, n)))
+            .map(|n| Outgoing::new(probe(queue, n)))
             .collect();
         retry("send", || transport.send(batch.clone())).await;
     }
@@ -92,7 +94,7 @@ pub async fn reconnect_mid_stream(transport: Arc<dyn Transport>, queue: &str, pr
     // The other 5 stay unacked: their worker "died" with the connection.
     proxy.sever();
     send_range(transport, queue, TOTAL / 2, TOTAL).await;
-    let expected: HashSet<MessageId> = (0..TOTAL).map(|n| message(queue, n).id).collect();
+    let expected: HashSet<MessageId> = (0..TOTAL).map(|n| probe(queue, n).id).collect();
     while acked != expected {
         assert!(
             tokio::time::Instant::now() < deadline,
