@@ -115,7 +115,66 @@ impl Envelope {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
+
+    /// What a transport hands over for a message on `queue` that is not an
+    /// envelope (another producer's bytes, a truncated write), instead of
+    /// failing the receive or leaving it to come back forever: the bytes
+    /// untouched as the body, type [`UNDECODABLE_TYPE`], and `reason` in
+    /// header [`headers::UNDECODABLE_REASON`]. Its id is derived from the
+    /// queue and `transport_id` (the broker's id of the message, stable
+    /// across redeliveries), or from the bytes when that is empty. No
+    /// handler takes it: an endpoint moves it to its error queue with the
+    /// reason, and acks it.
+    ///
+    /// ```
+    /// use exactly::{Envelope, UNDECODABLE_TYPE};
+    ///
+    /// let bad = Envelope::undecodable("orders", "42", b"not json".to_vec(), "expected value");
+    /// assert_eq!(bad.message_type, UNDECODABLE_TYPE);
+    /// assert_eq!(&bad.body[..], b"not json");
+    /// assert_eq!(bad.id, Envelope::undecodable("orders", "42", vec![], "").id);
+    /// // Without a broker id, the bytes name it.
+    /// let a = Envelope::undecodable("orders", "", b"x".to_vec(), "");
+    /// assert_eq!(a.id, Envelope::undecodable("orders", "", b"x".to_vec(), "").id);
+    /// assert_ne!(a.id, Envelope::undecodable("orders", "", b"y".to_vec(), "").id);
+    /// ```
+    pub fn undecodable(
+        queue: &str,
+        transport_id: &str,
+        bytes: impl Into<Bytes>,
+        reason: impl fmt::Display,
+    ) -> Self {
+        let body: Bytes = bytes.into();
+        let ns = Uuid::new_v5(
+            &Uuid::NAMESPACE_URL,
+            format!("exactly-undecodable/{queue}").as_bytes(),
+        );
+        let name = match transport_id.is_empty() {
+            true => &body[..],
+            false => transport_id.as_bytes(),
+        };
+        Self {
+            id: MessageId(Uuid::new_v5(&ns, name)),
+            message_type: UNDECODABLE_TYPE.to_owned(),
+            destination: queue.to_owned(),
+            headers: BTreeMap::from([(
+                headers::UNDECODABLE_REASON.to_owned(),
+                format!("not an envelope: {reason}"),
+            )]),
+            correlation_id: None,
+            causation_id: None,
+            reply_to: None,
+            token: None,
+            content_type: "application/octet-stream".to_owned(),
+            body,
+        }
+    }
 }
+
+/// The message type of [`Envelope::undecodable`]: bytes a transport could
+/// not read as an envelope. Reserved: an endpoint never hands it to a
+/// handler, whatever handlers it has.
+pub const UNDECODABLE_TYPE: &str = "exactly.Undecodable";
 
 /// Header names the runtime writes. All start with `exactly-`.
 pub mod headers {
@@ -135,6 +194,9 @@ pub mod headers {
     pub const FIRST_FAILURE: &str = "exactly-first-failure";
     /// On a `CallResult` message: the key of the entity that made the call.
     pub const CALL_ENTITY: &str = "exactly-call-entity";
+    /// On an [`Envelope::undecodable`](super::Envelope::undecodable): why
+    /// the transport could not read it.
+    pub const UNDECODABLE_REASON: &str = "exactly-undecodable-reason";
 }
 
 /// A message type handlers can receive and send.

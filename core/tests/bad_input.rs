@@ -77,6 +77,21 @@ impl Fixture {
     fn error_queue(&self) -> Vec<Envelope> {
         self.transport.peek("error")
     }
+
+    /// Sends `bad` and a good message, handles both: the good one is
+    /// processed, `bad` is the one message error-queued, with a reason
+    /// containing `reason`. Returns its error-queued copy.
+    async fn error_queued_beside_a_good_one(&self, bad: Outgoing, reason: &str) -> Envelope {
+        self.transport.send(vec![bad]).await.expect("send");
+        self.send("k1", "ok").await;
+        let outcomes = self.drain().await;
+        assert!(outcomes.contains(&Outcome::Processed), "{outcomes:?}");
+        let mut dead = self.error_queue();
+        assert_eq!(dead.len(), 1, "{outcomes:?}");
+        let got = dead[0].header(headers::ERROR_REASON).expect("reason");
+        assert!(got.contains(reason), "{got}");
+        dead.remove(0)
+    }
 }
 
 fn raw(message_type: &str, body: &'static [u8]) -> Outgoing {
@@ -101,22 +116,27 @@ fn raw(message_type: &str, body: &'static [u8]) -> Outgoing {
 #[tokio::test]
 async fn unknown_type_goes_straight_to_the_error_queue() {
     let f = fixture();
-    f.transport
-        .send(vec![raw("Mystery", b"{}")])
-        .await
-        .expect("send");
-    f.send("k1", "ok").await;
-    let outcomes = f.drain().await;
-    assert!(outcomes.contains(&Outcome::Processed), "{outcomes:?}");
-    let dead = f.error_queue();
-    assert_eq!(dead.len(), 1);
-    let reason = dead[0].header(headers::ERROR_REASON).expect("reason");
-    assert!(
-        reason.contains("unknown message type \"Mystery\""),
-        "{reason}"
-    );
-    assert_eq!(dead[0].header(headers::ERROR_SOURCE_QUEUE), Some("work"));
+    let dead = f
+        .error_queued_beside_a_good_one(raw("Mystery", b"{}"), "unknown message type \"Mystery\"")
+        .await;
+    assert_eq!(dead.header(headers::ERROR_SOURCE_QUEUE), Some("work"));
     assert_eq!(f.endpoint.stats().snapshot().error_queued, 1);
+}
+
+#[tokio::test]
+async fn bytes_that_are_no_envelope_go_to_the_error_queue_intact() {
+    let f = fixture();
+    // What a transport hands over for another producer's bytes.
+    let bad = Envelope::undecodable("work", "broker-id-1", &b"\x00garbage"[..], "EOF");
+    let dead = f
+        .error_queued_beside_a_good_one(
+            Outgoing::new(bad.clone()),
+            "could not read this message: not an envelope: EOF",
+        )
+        .await;
+    assert_eq!(dead.body, bad.body, "the bytes, untouched");
+    assert_eq!(dead.id, bad.id);
+    assert!(f.transport.peek("work").is_empty(), "acked");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use tracing::{Instrument, info_span, warn};
 use super::stats::Counter;
 use super::{AttemptError, Core, Outcome, Probe, Step, pause};
 use crate::handler::ErasedHandler;
-use crate::message::{Envelope, headers};
+use crate::message::{Envelope, UNDECODABLE_TYPE, headers};
 use crate::record::{entity_key, validate_token};
 use crate::transport::{Delivery, Outgoing};
 
@@ -64,6 +64,13 @@ impl Core {
 
     /// Finds the handler and the entity key; any failure here is permanent.
     pub(super) fn classify(&self, envelope: &Envelope) -> Result<Arc<dyn ErasedHandler>, String> {
+        if envelope.message_type == UNDECODABLE_TYPE {
+            let reason = envelope.header(headers::UNDECODABLE_REASON);
+            return Err(format!(
+                "the transport could not read this message: {}",
+                reason.unwrap_or("not an envelope")
+            ));
+        }
         let handler = self.handlers.get(&envelope.message_type).ok_or_else(|| {
             format!(
                 "unknown message type {:?}: endpoint {:?} has no handler for it",

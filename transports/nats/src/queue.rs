@@ -158,11 +158,11 @@ impl NatsQueue {
             self.acks.nak(&reply, early).await?;
             return Ok(None);
         }
-        let envelope = exactly::Envelope::from_bytes(&message.payload).map_err(|e| {
-            TransportError::generic(format!(
-                "message {reply} of queue {queue:?} is not an envelope: {e}"
-            ))
-        })?;
+        // Bytes that are no envelope (another producer's) go to the
+        // endpoint as such, for its error queue.
+        let envelope = exactly::Envelope::from_bytes(&message.payload).unwrap_or_else(|e| {
+            exactly::Envelope::undecodable(queue, &key, message.payload.clone(), e)
+        });
         let until = tokio::time::Instant::now() + self.settings.ack_wait;
         self.leases.issued(&key, &reply, until);
         Ok(Some(Delivery {

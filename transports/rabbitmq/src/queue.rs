@@ -290,7 +290,6 @@ impl Transport for RabbitQueue {
         let taken = take(&link, queue, max.max(1), deadline);
         let taken = self.guard(&link, wait, taken).await?;
         let mut deliveries = Vec::with_capacity(taken.len());
-        let mut bad = None;
         for delivery in taken {
             let tag = delivery.delivery_tag;
             let deliveries_so_far = delivery_count(&delivery);
@@ -301,36 +300,29 @@ impl Transport for RabbitQueue {
                 .map(ToString::to_string)
                 .unwrap_or_default();
             let payload = Arc::new(delivery.data);
+            // Bytes that are no envelope (another producer's) go to the
+            // endpoint as such, for its error queue.
+            let envelope = Envelope::from_bytes(&payload)
+                .unwrap_or_else(|e| Envelope::undecodable(queue, &message_id, payload.to_vec(), e));
             link.lease(
                 tag,
                 Lease {
                     until: Instant::now().checked_add(self.visibility_timeout),
-                    payload: payload.clone(),
+                    payload,
                     message_id,
                     deliveries: deliveries_so_far,
                 },
             );
-            match Envelope::from_bytes(&payload) {
-                Ok(envelope) => deliveries.push(Delivery {
-                    envelope,
-                    receipt: Receipt {
-                        queue: queue.to_owned(),
-                        handle: format!("{}:{tag}", link.id),
-                    },
-                    delivery_count: deliveries_so_far,
-                }),
-                // Left leased: it comes back when the lease runs out.
-                Err(e) => {
-                    bad = Some(format!(
-                        "delivery {tag} of {queue:?} is not an envelope: {e}"
-                    ))
-                }
-            }
+            deliveries.push(Delivery {
+                envelope,
+                receipt: Receipt {
+                    queue: queue.to_owned(),
+                    handle: format!("{}:{tag}", link.id),
+                },
+                delivery_count: deliveries_so_far,
+            });
         }
-        match bad {
-            Some(reason) if deliveries.is_empty() => Err(TransportError::generic(reason)),
-            _ => Ok(deliveries),
-        }
+        Ok(deliveries)
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), TransportError> {

@@ -160,24 +160,20 @@ impl Transport for SqlQueue {
             let until = after(now, self.visibility_timeout);
             let leased = self.table.lease(queue, max, now, &lease, until).await?;
             if !leased.is_empty() {
-                return leased
-                    .into_iter()
-                    .map(|row| {
-                        Ok(Delivery {
-                            envelope: Envelope::from_bytes(&row.envelope).map_err(|e| {
-                                TransportError::generic(format!(
-                                    "row {} of queue {queue:?} is not an envelope: {e}",
-                                    row.seq
-                                ))
-                            })?,
-                            receipt: Receipt {
-                                queue: queue.to_owned(),
-                                handle: handle(row.seq, &lease),
-                            },
-                            delivery_count: u32::try_from(row.deliveries).unwrap_or(u32::MAX),
-                        })
-                    })
-                    .collect();
+                let deliveries = leased.into_iter().map(|row| Delivery {
+                    // A row that is no envelope (written by something
+                    // else) goes to the endpoint as such, for its error
+                    // queue.
+                    envelope: Envelope::from_bytes(&row.envelope).unwrap_or_else(|e| {
+                        Envelope::undecodable(queue, &row.seq.to_string(), row.envelope.clone(), e)
+                    }),
+                    receipt: Receipt {
+                        queue: queue.to_owned(),
+                        handle: handle(row.seq, &lease),
+                    },
+                    delivery_count: u32::try_from(row.deliveries).unwrap_or(u32::MAX),
+                });
+                return Ok(deliveries.collect());
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {

@@ -13,6 +13,27 @@ exactly_conformance::transport_conformance!(|dir| async move {
     queue.visibility_timeout(Duration::from_secs(1))
 });
 
+/// A row some other writer put in the table, that is no envelope, goes to
+/// the endpoint as an undecodable message.
+#[tokio::test]
+async fn a_foreign_row_is_handed_over_undecodable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("queue.db");
+    let queue = SqlQueue::open(&path).await.expect("open");
+    let url = format!("sqlite://{}", path.display());
+    let raw = sqlx::SqlitePool::connect(&url).await.expect("raw pool");
+    exactly_transport_testkit::foreign_bytes_are_handed_over(&queue, "inbox", |bytes| async move {
+        sqlx::query(
+            "INSERT INTO exactly_queue (queue, envelope, visible_at) VALUES ('inbox', ?1, 0)",
+        )
+        .bind(bytes)
+        .execute(&raw)
+        .await
+        .expect("raw insert");
+    })
+    .await;
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
@@ -23,6 +44,30 @@ mod postgres {
         let queue = SqlQueue::connect_postgres(&url).await.expect("connect");
         queue.visibility_timeout(Duration::from_secs(1))
     });
+
+    #[tokio::test]
+    async fn a_foreign_row_is_handed_over_undecodable() {
+        let url = server_url("EXACTLY_TEST_POSTGRES_URL");
+        let queue = SqlQueue::connect_postgres(&url).await.expect("connect");
+        let raw = sqlx::PgPool::connect(&url).await.expect("raw pool");
+        let name = format!("{}foreign", exactly_transport_testkit::run_prefix());
+        let target = name.clone();
+        exactly_transport_testkit::foreign_bytes_are_handed_over(
+            &queue,
+            &name,
+            |bytes| async move {
+                sqlx::query(
+                    "INSERT INTO exactly_queue (queue, envelope, visible_at) VALUES ($1, $2, 0)",
+                )
+                .bind(target)
+                .bind(bytes)
+                .execute(&raw)
+                .await
+                .expect("raw insert");
+            },
+        )
+        .await;
+    }
 
     /// Leases and acks commit without waiting for a WAL flush, through a
     /// setting local to their own transaction: the session they ran on

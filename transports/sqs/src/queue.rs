@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use exactly::lease_book::LeaseBook;
 use exactly::transport::Capabilities;
-use exactly::{Delivery, Outgoing, Receipt, Transport, TransportError};
+use exactly::{Delivery, Envelope, Outgoing, Receipt, Transport, TransportError};
 
 use crate::codec::{SQS_MAX_MESSAGE_BYTES, body_limit, decode, encode};
 use crate::error::is_stale_receipt;
@@ -83,6 +83,11 @@ impl SqsQueue {
             .endpoint_url(endpoint)
             .build();
         Self::new(Client::from_conf(config))
+    }
+
+    /// The SQS client, e.g. to look up a queue's URL for another producer.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Sets the lease of a received message (default
@@ -167,11 +172,11 @@ impl SqsQueue {
             let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle()) else {
                 continue;
             };
-            let envelope = decode(message.body().unwrap_or_default()).map_err(|e| {
-                TransportError::generic(format!(
-                    "message {id} of queue {queue:?} is not an envelope: {e}"
-                ))
-            })?;
+            // Bytes that are no envelope (another producer's) go to the
+            // endpoint as such, for its error queue.
+            let body = message.body().unwrap_or_default();
+            let envelope = decode(body)
+                .unwrap_or_else(|e| Envelope::undecodable(queue, id, body.as_bytes().to_vec(), e));
             self.leases.issued(id, handle, until);
             let count = message
                 .attributes()

@@ -1,7 +1,9 @@
 //! Test support shared by the exactly transport crates: the server address
 //! from `EXACTLY_TEST_*`, a TCP proxy whose connections can be cut, the
 //! check that a transport recovers from a dropped connection with nothing
-//! lost, and the fault harness over `MemoryStore` plus a real transport.
+//! lost, the check that bytes another producer put on a queue reach the
+//! endpoint as an undecodable message, and the fault harness over
+//! `MemoryStore` plus a real transport.
 //!
 //! ```
 //! use exactly_transport_testkit::Proxy;
@@ -18,10 +20,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod foreign;
 mod harness;
 mod proxy;
 mod reconnect;
 
+pub use foreign::foreign_bytes_are_handed_over;
 pub use harness::{fault_harness, memory_store_over, memory_store_over_shared, run_prefix};
 pub use proxy::Proxy;
 pub use reconnect::{probe, reconnect_mid_stream, retry};
