@@ -89,7 +89,9 @@ pub use error::{BoxError, CodecError, HandlerError, InvalidName, StoreError, Tra
 pub use handler::{FnHandler, Handler, handler_fn};
 pub use memory::{MemoryStore, MemoryTransport};
 pub use message::{DedupToken, Envelope, Message, MessageId, UNDECODABLE_TYPE};
-pub use protocol::{Mutant, Outcome, Probe, Stats, StatsSnapshot, Step, Sweeper};
+pub use protocol::{
+    ErrorQueue, ErrorQueueError, Mutant, Outcome, Probe, Stats, StatsSnapshot, Step, Sweeper,
+};
 pub use sender::{DEFAULT_INTENT_RETENTION, Intent, Once, OnceStep, SendError, Sender};
 pub use store::{Precondition, Store, Version, Versioned, Write};
 pub use transport::{Delivery, Outgoing, Receipt, Transport};

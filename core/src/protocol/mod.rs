@@ -14,6 +14,7 @@ pub(crate) mod batch;
 mod core;
 pub(crate) mod delivery;
 pub(crate) mod dispatched;
+mod error_queue;
 pub(crate) mod finish;
 mod mutant;
 mod stats;
@@ -26,6 +27,7 @@ use futures::future::BoxFuture;
 use crate::error::{StoreError, TransportError};
 
 pub(crate) use self::core::Core;
+pub use error_queue::{ErrorQueue, ErrorQueueError};
 pub use mutant::Mutant;
 pub use stats::{Stats, StatsSnapshot};
 pub use sweeper::Sweeper;
