@@ -30,8 +30,13 @@ impl MessageId {
     /// inside a v5 namespace derived from `namespace`). Used where an id must
     /// follow from an outside key, e.g. an HTTP idempotency key.
     pub fn derived(namespace: &str, name: &str) -> Self {
+        Self::derived_from_bytes(namespace, name.as_bytes())
+    }
+
+    /// [`MessageId::derived`] for a name that is bytes, not text.
+    fn derived_from_bytes(namespace: &str, name: &[u8]) -> Self {
         let ns = Uuid::new_v5(&Uuid::NAMESPACE_URL, namespace.as_bytes());
-        Self(Uuid::new_v5(&ns, name.as_bytes()))
+        Self(Uuid::new_v5(&ns, name))
     }
 
     /// The underlying UUID.
@@ -145,16 +150,12 @@ impl Envelope {
         reason: impl fmt::Display,
     ) -> Self {
         let body: Bytes = bytes.into();
-        let ns = Uuid::new_v5(
-            &Uuid::NAMESPACE_URL,
-            format!("exactly-undecodable/{queue}").as_bytes(),
-        );
         let name = match transport_id.is_empty() {
             true => &body[..],
             false => transport_id.as_bytes(),
         };
         Self {
-            id: MessageId(Uuid::new_v5(&ns, name)),
+            id: MessageId::derived_from_bytes(&format!("exactly-undecodable/{queue}"), name),
             message_type: UNDECODABLE_TYPE.to_owned(),
             destination: queue.to_owned(),
             headers: BTreeMap::from([(

@@ -189,3 +189,55 @@ async fn a_payload_over_the_hard_limit_is_refused_at_send_time() {
     let reason = w.error_reason();
     assert!(reason.contains("exceeds the payload limit"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_discarded_claim_checked_message_releases_its_body_and_token() {
+    let w = world(64 << 20);
+    w.upload(300 * 1024).await;
+    let key = w.blobs.list("b/").await.expect("list")[0].key.clone();
+    w.blobs
+        .tamper(&key, Bytes::from_static(b"not the original"));
+    assert!(matches!(w.archive_one().await, Outcome::ErrorQueued { .. }));
+
+    let holder = || async {
+        let found = w
+            .store
+            .get("e/intake/u1")
+            .await
+            .expect("get")
+            .expect("record");
+        exactly::record::EntityRecord::decode("e/intake/u1", &found.value).expect("record")
+    };
+    let before = holder().await;
+    assert_eq!(
+        (before.tokens.len(), before.blobs.len()),
+        (1, 1),
+        "held until now"
+    );
+
+    let errors = exactly::ErrorQueue::new("error", w.store.clone(), w.transport.clone())
+        .blobs(w.blobs.clone());
+    let got = errors
+        .receive(16, std::time::Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    errors.discard(&got[0]).await.expect("discard");
+
+    let after = holder().await;
+    assert!(
+        after.tokens.is_empty(),
+        "token consumed: {:?}",
+        after.tokens
+    );
+    assert!(
+        after.blobs.is_empty(),
+        "reference released: {:?}",
+        after.blobs
+    );
+    assert!(
+        w.blobs.list("b/").await.expect("list").is_empty(),
+        "body deleted"
+    );
+    assert_eq!(w.transport.depth("error"), 0, "acked");
+}

@@ -35,12 +35,17 @@ pub(crate) async fn offload_large(
     Ok(())
 }
 
+/// The blob a claim-check header (`CLAIM_HEADER`) refers to.
+pub(crate) fn parse_claim(reference: &str) -> Result<BlobRef, serde_json::Error> {
+    serde_json::from_str(reference)
+}
+
 /// The body of a claim-checked message, read and verified.
 pub(crate) async fn fetch_claim(
     blobs: &dyn BlobStore,
     reference: &str,
 ) -> Result<(BlobRef, Bytes), BlobError> {
-    let blob: BlobRef = serde_json::from_str(reference).map_err(|e| BlobError::Generic {
+    let blob = parse_claim(reference).map_err(|e| BlobError::Generic {
         source: format!("malformed claim-check reference: {e}").into(),
     })?;
     let body = collect(read(blobs, &blob).await?).await?;

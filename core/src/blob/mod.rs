@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 pub use collector::{BlobCollector, CollectReport};
 pub use memory::MemoryBlobStore;
 
-pub(crate) use claim::{CLAIM_HEADER, fetch_claim, offload_large};
+pub(crate) use claim::{CLAIM_HEADER, fetch_claim, offload_large, parse_claim};
 
 use crate::error::BoxError;
 

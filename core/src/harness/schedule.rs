@@ -658,9 +658,6 @@ impl World {
         }
     }
 
-    /// Whether `entry` is one a worker left, done (`tla/ExactlyOnce.tla`,
-    /// `LeftDone`): nothing but its incoming token to consume, consumed.
-    /// Such an entry stays until the record's next commit or the sweeper.
     /// What became of the messages `ids`: how often each was sent, to
     /// which queue, and received — to tell a transport that lost a message
     /// from a protocol that never sent it.
@@ -682,6 +679,9 @@ impl World {
         ids.map(fate).collect::<Vec<_>>().join("; ")
     }
 
+    /// Whether `entry` is one a worker left, done (`tla/ExactlyOnce.tla`,
+    /// `LeftDone`): nothing but its incoming token to consume, consumed.
+    /// Such an entry stays until the record's next commit or the sweeper.
     async fn left_done(&self, entry: &OutboxEntry) -> bool {
         let Some(token) = &entry.incoming_token else {
             return false;

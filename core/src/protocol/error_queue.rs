@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use super::AttemptError;
 use super::finish::Finisher;
-use crate::blob::{BlobStore, CLAIM_HEADER};
+use crate::blob::{BlobStore, CLAIM_HEADER, parse_claim};
 use crate::codec::Json;
 use crate::env::Env;
-use crate::error::{StoreError, TransportError};
+use crate::error::TransportError;
 use crate::message::headers;
 use crate::record::validate_token;
 use crate::store::Store;
@@ -34,6 +34,15 @@ pub enum ErrorQueueError {
         /// What is wrong with the token.
         reason: String,
     },
+    /// Its claim-check reference (header `exactly-claim-check`) does not
+    /// parse: its body cannot be released, so nothing is done.
+    #[error("message {id}: malformed claim-check reference: {reason}")]
+    InvalidClaim {
+        /// The message.
+        id: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The queue refused; a retry may work.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -48,12 +57,6 @@ impl From<AttemptError> for ErrorQueueError {
             AttemptError::Conflict => "the token's record kept changing".to_owned(),
             AttemptError::Retry(reason) | AttemptError::Poison(reason) => reason,
         })
-    }
-}
-
-impl From<StoreError> for ErrorQueueError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e.to_string())
     }
 }
 
@@ -102,7 +105,8 @@ impl ErrorQueue {
     }
 
     /// The endpoints' blob store, where messages were claim-checked: a
-    /// discarded message's body is then released too.
+    /// discarded message's body is then deleted at once (without it, its
+    /// reference is released and the blob collector deletes it).
     pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(blobs);
         self
@@ -166,6 +170,17 @@ impl ErrorQueue {
                 reason: e.to_string(),
             })?;
         }
+        let claim = match envelope.header(CLAIM_HEADER) {
+            Some(reference) => Some(
+                parse_claim(reference)
+                    .map_err(|e| ErrorQueueError::InvalidClaim {
+                        id: envelope.id.to_string(),
+                        reason: e.to_string(),
+                    })?
+                    .key,
+            ),
+            None => None,
+        };
         let finisher = Finisher {
             store: self.store.as_ref(),
             transport: self.transport.as_ref(),
@@ -178,11 +193,9 @@ impl ErrorQueue {
             stats: None,
         };
         finisher.consume_token(token).await?;
-        if self.blobs.is_some() {
-            finisher
-                .release_claim(token, envelope.header(CLAIM_HEADER))
-                .await?;
-        }
+        // Without a blob store the reference still goes: the collector
+        // then deletes the body.
+        finisher.release_claim(token, claim.as_deref()).await?;
         self.transport.ack(&delivery.receipt).await?;
         Ok(())
     }
