@@ -61,6 +61,7 @@ mod base64_bytes;
 pub mod blob;
 pub mod call;
 pub mod codec;
+pub mod colocated;
 mod context;
 pub mod endpoint;
 pub mod env;
@@ -82,12 +83,13 @@ pub mod harness;
 pub use blob::{BlobCollector, BlobRef, BlobStore, MemoryBlobStore};
 pub use call::{CallError, CallExecutor, CallResult, HttpCall};
 pub use codec::{Codec, CodecExt, Json};
+pub use colocated::Colocated;
 pub use context::{Context, Routes};
 pub use endpoint::{Config, Endpoint, EndpointBuilder, Guarantee, RetryPolicy};
 pub use env::Env;
 pub use error::{BoxError, CodecError, HandlerError, InvalidName, StoreError, TransportError};
 pub use handler::{FnHandler, Handler, handler_fn};
-pub use memory::{MemoryStore, MemoryTransport};
+pub use memory::{MemoryColocated, MemoryStore, MemoryTransport};
 pub use message::{DedupToken, Envelope, Message, MessageId, UNDECODABLE_TYPE};
 pub use protocol::{
     ErrorQueue, ErrorQueueError, Mutant, Outcome, Probe, Stats, StatsSnapshot, Step, Sweeper,

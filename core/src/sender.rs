@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use crate::codec::{Codec, CodecExt, Json};
+use crate::colocated::Colocated;
 use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
@@ -87,6 +88,7 @@ pub struct Sender {
     env: Env,
     retention: Duration,
     dispatched: Arc<Dispatched>,
+    colocated: Option<Arc<dyn Colocated>>,
 }
 
 /// How long a `Sender` keeps a processed message's intent record by default
@@ -114,6 +116,7 @@ impl Sender {
             env: Env::system(),
             retention: DEFAULT_INTENT_RETENTION,
             dispatched: Arc::default(),
+            colocated: None,
         })
     }
 
@@ -138,6 +141,15 @@ impl Sender {
     /// Injects time and randomness.
     pub fn env(mut self, env: Env) -> Self {
         self.env = env;
+        self
+    }
+
+    /// Commits through `unit`, whose database holds this sender's store and
+    /// queue: an intent record and its message become one transaction, one
+    /// round trip (see [`Colocated`]; `unit` MUST commit to the store and
+    /// transport this sender was given).
+    pub fn colocated(mut self, unit: Arc<dyn Colocated>) -> Self {
+        self.colocated = Some(unit);
         self
     }
 
@@ -270,6 +282,16 @@ impl Sender {
             return Ok(ids);
         }
         let finisher = self.finisher(probe);
+        let intents = envelopes
+            .iter()
+            .map(|e| (self.record_key(e.id), self.intent_record(e.clone(), None)))
+            .collect();
+        if self.send_colocated(&finisher, intents).await?.is_some() {
+            for envelope in repeats {
+                self.commit_and_dispatch(envelope, None, probe).await?;
+            }
+            return Ok(ids);
+        }
         let groups = envelopes
             .iter()
             .map(|e| {
@@ -315,6 +337,55 @@ impl Sender {
         Ok(ids)
     }
 
+    /// Where the queue shares the store's database: creates the intent
+    /// records and sends their messages in one transaction, and remembers
+    /// them as sent (left for the receivers' consumes, as after a
+    /// dispatch). `None` when there is no such database, or when a record
+    /// exists already (an earlier send of the same id: the caller reads it
+    /// and finishes what it left).
+    async fn send_colocated(
+        &self,
+        finisher: &Finisher<'_>,
+        intents: Vec<(String, EntityRecord)>,
+    ) -> Result<Option<Vec<Loaded>>, SendError> {
+        let Some(unit) = &self.colocated else {
+            return Ok(None);
+        };
+        let writes = intents
+            .iter()
+            .map(|(key, record)| Write {
+                key: key.clone(),
+                value: record.encode(),
+                precondition: Precondition::Absent,
+            })
+            .collect();
+        let send = intents
+            .iter()
+            .flat_map(|(_, record)| &record.outbox)
+            .flat_map(|entry| entry.messages.iter().cloned())
+            .collect();
+        finisher.step(crate::Step::Commit).await;
+        let versions = match unit.put_all_with(writes, send, Vec::new()).await {
+            Ok(versions) => versions,
+            Err(e) if e.is_conflict() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let sent = intents
+            .into_iter()
+            .zip(versions)
+            .map(|((key, record), version)| {
+                for entry in &record.outbox {
+                    self.dispatched.remember(&key, entry.incoming);
+                }
+                Loaded {
+                    record,
+                    version: Some(version),
+                }
+            })
+            .collect();
+        Ok(Some(sent))
+    }
+
     /// Refuses an envelope whose token is not this sender's for its id: its
     /// intent record would hold a token no receiver could consume.
     fn check_token(&self, envelope: &Envelope) -> Result<(), InvalidName> {
@@ -358,6 +429,12 @@ impl Sender {
         let key = self.record_key(id);
         let record = self.intent_record(envelope, state);
         let finisher = self.finisher(probe);
+        if let Some(mut sent) = self
+            .send_colocated(&finisher, vec![(key.clone(), record.clone())])
+            .await?
+        {
+            return Ok(sent.remove(0));
+        }
         let committed = self.commit_intent(&finisher, &key, record).await?;
         match self
             .dispatch_pending(&finisher, id, committed.clone())

@@ -3,9 +3,13 @@
 //! store/transport faults; 0 lost, 0 duplicated, no ghost, nothing left.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use exactly::harness::{self, Config, ViolationKind, Workload};
-use exactly::{MemoryStore, Mutant};
+use exactly::{
+    Colocated, MemoryStore, MemoryTransport, Mutant, Outgoing, Receipt, Store, StoreError,
+    Transport, Version, Write,
+};
 
 #[tokio::test(flavor = "current_thread")]
 async fn ten_thousand_schedules_lose_and_duplicate_nothing() {
@@ -221,6 +225,96 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
             "commits consumed their token in one write: {report}"
         );
     }
+}
+
+/// The fault harness on a store and queue in one database
+/// ([`exactly::Colocated`]): a commit, the messages it sends and the ack of
+/// the message it handled are one step, as is a `Sender`'s intent and its
+/// message; with and without the sweeper racing the workers.
+#[tokio::test(flavor = "current_thread")]
+async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing() {
+    let backend = harness::memory_colocated_backend();
+    let configs = [
+        Config {
+            schedules: 3_000,
+            first_seed: 110_000,
+            ..Config::default()
+        },
+        Config {
+            schedules: 1_000,
+            first_seed: 130_000,
+            sweep_entities: true,
+            sweep_pct: 6,
+            ..Config::default()
+        },
+    ];
+    for config in configs {
+        let config = config.from_env();
+        let report = harness::run(&config, &backend).await;
+        assert_clean(&report);
+        assert!(
+            report.colocated_commits > 4 * config.schedules,
+            "commits sent and acked in one transaction: {report}"
+        );
+    }
+}
+
+/// A colocated commit that is not all or nothing: it acks (and sends)
+/// even when its write is refused. The harness must catch the messages it
+/// loses.
+#[derive(Debug)]
+struct AcksEvenWhenRefused {
+    store: Arc<MemoryStore>,
+    transport: Arc<MemoryTransport>,
+}
+
+#[async_trait::async_trait]
+impl Colocated for AcksEvenWhenRefused {
+    async fn put_all_with(
+        &self,
+        writes: Vec<Write>,
+        send: Vec<Outgoing>,
+        ack: Vec<Receipt>,
+    ) -> Result<Vec<Version>, StoreError> {
+        let written = self.store.put_all(writes).await;
+        self.transport.ack_all(&ack).await.expect("memory ack");
+        if written.is_ok() {
+            self.transport.send(send).await.expect("memory send");
+        }
+        written
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_colocated_commit_that_acks_when_refused() {
+    let backend: harness::BackendFactory = Arc::new(|env: harness::ScheduleEnv| {
+        Box::pin(async move {
+            let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
+            let transport = Arc::new(
+                MemoryTransport::with_clock(env.clock.clone())
+                    .reordering(env.random.clone())
+                    .visibility_timeout(Duration::from_secs(1 << 30)),
+            );
+            let unit = AcksEvenWhenRefused {
+                store: store.clone(),
+                transport: transport.clone(),
+            };
+            harness::Backend {
+                store,
+                transport,
+                namespace: String::new(),
+                colocated: Some(Arc::new(unit)),
+            }
+        })
+    });
+    let config = Config {
+        schedules: 10_000,
+        stop_on: vec![ViolationKind::Lost],
+        ..Config::default()
+    };
+    let report = harness::run(&config, &backend).await;
+    println!("{report}");
+    assert!(report.found(ViolationKind::Lost), "{report}");
 }
 
 /// Workers that receive up to four deliveries and handle them as a batch

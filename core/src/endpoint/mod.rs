@@ -16,6 +16,7 @@ pub use config::{Config, Guarantee, RetryPolicy};
 use crate::blob::BlobStore;
 use crate::call::CallExecutor;
 use crate::codec::{Codec, Json};
+use crate::colocated::Colocated;
 use crate::context::Routes;
 use crate::env::Env;
 use crate::error::InvalidName;
@@ -81,6 +82,7 @@ pub struct EndpointBuilder {
     config: Config,
     calls: Option<Arc<dyn CallExecutor>>,
     blobs: Option<Arc<dyn BlobStore>>,
+    colocated: Option<Arc<dyn Colocated>>,
     dispatched: Arc<crate::protocol::dispatched::Dispatched>,
 }
 
@@ -118,6 +120,17 @@ impl EndpointBuilder {
     /// [`Context::call`](crate::Context::call).
     pub fn calls(mut self, executor: Arc<dyn CallExecutor>) -> Self {
         self.calls = Some(executor);
+        self
+    }
+
+    /// Commits through `unit`, whose database holds this endpoint's store
+    /// and queue: a message's commit, the messages it sends and its ack
+    /// become one transaction (see [`Colocated`]; `unit` MUST commit to the
+    /// store and transport this builder was given, as the SQL backend's
+    /// `StoreAndQueue`, which is all three, does). Without it, the same
+    /// steps run as separate calls.
+    pub fn colocated(mut self, unit: Arc<dyn Colocated>) -> Self {
+        self.colocated = Some(unit);
         self
     }
 
@@ -254,6 +267,7 @@ impl EndpointBuilder {
                 stats,
                 calls: self.calls,
                 blobs: self.blobs,
+                colocated: self.colocated,
                 dispatched: self.dispatched,
             }),
         })
@@ -279,6 +293,7 @@ impl Endpoint {
             config: Config::default(),
             calls: None,
             blobs: None,
+            colocated: None,
             dispatched: Arc::default(),
         }
     }

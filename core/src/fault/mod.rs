@@ -6,7 +6,7 @@
 mod store;
 mod transport;
 
-pub use store::{FaultyStore, StoreFaults};
+pub use store::{FaultyColocated, FaultyStore, StoreFaults};
 pub use transport::{FaultyTransport, TransportFaults};
 
 use std::sync::atomic::{AtomicU64, Ordering};

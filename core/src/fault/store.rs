@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{bump, roll};
+use crate::colocated::Colocated;
 use crate::env::Random;
 use crate::error::StoreError;
 use crate::store::{Capabilities, Precondition, Store, Version, Versioned, Write};
+use crate::transport::{Outgoing, Receipt};
 
 /// How often a [`FaultyStore`] misbehaves, in parts per million of calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +59,7 @@ impl FaultyStore {
         self.injected.load(Ordering::Relaxed)
     }
 
-    fn before(&self, key: &str, write: bool) -> Result<(), StoreError> {
+    pub(crate) fn before(&self, key: &str, write: bool) -> Result<(), StoreError> {
         if self.roll(self.faults.unavailable_ppm) {
             bump(&self.injected);
             return Err(StoreError::unavailable(format!(
@@ -73,7 +75,11 @@ impl FaultyStore {
         Ok(())
     }
 
-    fn after<T>(&self, key: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn after<T>(
+        &self,
+        key: &str,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if result.is_ok() && self.roll(self.faults.lost_ack_ppm) {
             bump(&self.injected);
             return Err(StoreError::unavailable(format!(
@@ -82,6 +88,12 @@ impl FaultyStore {
         }
         result
     }
+}
+
+/// The keys of `writes`, for an injected error's message.
+fn joined_keys(writes: &[Write]) -> String {
+    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    keys.join(", ")
 }
 
 #[async_trait]
@@ -108,11 +120,7 @@ impl Store for FaultyStore {
     }
 
     async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
-        let keys = writes
-            .iter()
-            .map(|w| w.key.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let keys = joined_keys(&writes);
         self.before(&keys, true)?;
         let result = self.inner.put_all(writes).await;
         self.after(&keys, result)
@@ -136,5 +144,36 @@ impl Store for FaultyStore {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+}
+
+/// Injects a [`FaultyStore`]'s faults, on its schedule, into a colocated
+/// commit: unreachable before it, a spurious conflict, or the connection
+/// lost after it committed (written, sent and acked, reported as failed).
+#[derive(Debug)]
+pub struct FaultyColocated {
+    inner: Arc<dyn Colocated>,
+    faults: Arc<FaultyStore>,
+}
+
+impl FaultyColocated {
+    /// Wraps `inner`, drawing faults from `faults` (and counting them there).
+    pub fn new(inner: Arc<dyn Colocated>, faults: Arc<FaultyStore>) -> Self {
+        Self { inner, faults }
+    }
+}
+
+#[async_trait]
+impl Colocated for FaultyColocated {
+    async fn put_all_with(
+        &self,
+        writes: Vec<Write>,
+        send: Vec<Outgoing>,
+        ack: Vec<Receipt>,
+    ) -> Result<Vec<Version>, StoreError> {
+        let keys = joined_keys(&writes);
+        self.faults.before(&keys, true)?;
+        let result = self.inner.put_all_with(writes, send, ack).await;
+        self.faults.after(&keys, result)
     }
 }

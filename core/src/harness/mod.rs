@@ -29,8 +29,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use crate::colocated::Colocated;
 use crate::env::{ManualClock, Random};
 use crate::fault::{StoreFaults, TransportFaults};
+use crate::memory::MemoryColocated;
 use crate::protocol::Mutant;
 use crate::store::Store;
 use crate::transport::Transport;
@@ -48,6 +50,9 @@ pub struct Backend {
     /// Prefix for endpoint and queue names, so schedules sharing one
     /// database do not see each other (e.g. `s42x`). No `/`.
     pub namespace: String,
+    /// The store's and transport's one-transaction commit, where the queue
+    /// shares the store's database: endpoints and sender commit through it.
+    pub colocated: Option<Arc<dyn Colocated>>,
 }
 
 /// What a backend factory gets to build one schedule's backend.
@@ -84,6 +89,32 @@ pub fn memory_backend_over(
             Backend {
                 store,
                 transport: Arc::new(transport),
+                namespace: String::new(),
+                colocated: None,
+            }
+        })
+    })
+}
+
+/// In-memory store (with `put_all`) and reordering in-memory transport,
+/// fresh per schedule, committing through [`MemoryColocated`]: commits,
+/// their sends and acks as one step.
+pub fn memory_colocated_backend() -> BackendFactory {
+    Arc::new(|env: ScheduleEnv| {
+        Box::pin(async move {
+            let store = Arc::new(crate::memory::MemoryStore::new().atomic_multi_key(true));
+            let transport = Arc::new(
+                crate::memory::MemoryTransport::with_clock(env.clock.clone())
+                    .reordering(env.random.clone())
+                    .visibility_timeout(std::time::Duration::from_secs(1 << 30)),
+            );
+            Backend {
+                colocated: Some(Arc::new(MemoryColocated::new(
+                    store.clone(),
+                    transport.clone(),
+                ))),
+                store,
+                transport,
                 namespace: String::new(),
             }
         })
@@ -296,6 +327,9 @@ pub struct Report {
     pub one_write_commits: u64,
     /// Deliveries committed in a batch with others (`Config::batch`).
     pub batched: u64,
+    /// Commits that sent or acked in the same transaction
+    /// ([`Backend::colocated`]).
+    pub colocated_commits: u64,
     /// Every violation found.
     pub violations: Vec<Violation>,
 }
@@ -330,12 +364,13 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {}, colocated commits {}",
             self.lost,
             self.duplicated,
             self.violations.len(),
             self.one_write_commits,
-            self.batched
+            self.batched,
+            self.colocated_commits
         )?;
         if let Some(v) = self.violations.first() {
             write!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::colocated::Colocated;
 use crate::error::{StoreError, TransportError};
 use crate::message::MessageId;
 use crate::record::EntityRecord;
@@ -23,6 +24,8 @@ pub(crate) struct Log {
     pub received: HashMap<MessageId, u32>,
     /// `put_all` calls that succeeded: commits that consumed a token.
     pub one_write_commits: u64,
+    /// Colocated commits that succeeded with a send or an ack.
+    pub colocated_commits: u64,
 }
 
 pub(crate) type SharedLog = Arc<Mutex<Log>>;
@@ -82,10 +85,7 @@ impl Store for RecordingStore {
     }
 
     async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
-        let records = writes
-            .iter()
-            .map(|w| EntityRecord::decode(&w.key, &w.value))
-            .collect::<Result<Vec<_>, _>>()?;
+        let records = decode_all(&writes)?;
         let versions = self.inner.put_all(writes).await?;
         self.committed(&records);
         lock(&self.log).one_write_commits += 1;
@@ -107,6 +107,43 @@ impl Store for RecordingStore {
 
     fn capabilities(&self) -> StoreCaps {
         self.inner.capabilities()
+    }
+}
+
+fn decode_all(writes: &[Write]) -> Result<Vec<EntityRecord>, StoreError> {
+    writes
+        .iter()
+        .map(|w| EntityRecord::decode(&w.key, &w.value))
+        .collect()
+}
+
+/// Records what a colocated commit writes and sends, as [`RecordingStore`]
+/// and [`RecordingTransport`] do, once it committed: its sends happened
+/// only if it did.
+#[derive(Debug)]
+pub(crate) struct RecordingColocated {
+    pub inner: Arc<dyn Colocated>,
+    pub store: Arc<RecordingStore>,
+}
+
+#[async_trait]
+impl Colocated for RecordingColocated {
+    async fn put_all_with(
+        &self,
+        writes: Vec<Write>,
+        send: Vec<Outgoing>,
+        ack: Vec<Receipt>,
+    ) -> Result<Vec<Version>, StoreError> {
+        let records = decode_all(&writes)?;
+        let versions = self.inner.put_all_with(writes, send.clone(), ack).await?;
+        self.store.committed(&records);
+        let mut log = lock(&self.store.log);
+        log.sent.extend(send);
+        log.colocated_commits += 1;
+        if versions.len() > 1 {
+            log.one_write_commits += 1;
+        }
+        Ok(versions)
     }
 }
 

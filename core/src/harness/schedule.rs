@@ -10,15 +10,16 @@ use rand_chacha::ChaCha8Rng;
 
 use super::calls::CallsUnderTest;
 use super::gate::{Advanced, Gate, Worker, advance};
-use super::recorder::{RecordingStore, RecordingTransport, SharedLog, lock};
+use super::recorder::{RecordingColocated, RecordingStore, RecordingTransport, SharedLog, lock};
 use super::workload::{Applied, CLAIM_THRESHOLD, FanHandler, Fanned, Hop, HopHandler, PaidHandler};
 use super::{BackendFactory, Config, Report, ScheduleEnv, Violation, ViolationKind};
 use crate::blob::{BlobCollector, BlobStore};
 use crate::codec::{CodecExt, Json};
+use crate::colocated::Colocated;
 use crate::context::Routes;
 use crate::endpoint::{Endpoint, RetryPolicy};
 use crate::env::{Env, ManualClock, Random, SeededRandom};
-use crate::fault::{FaultyStore, FaultyTransport};
+use crate::fault::{FaultyColocated, FaultyStore, FaultyTransport};
 use crate::message::{Envelope, MessageId};
 use crate::protocol::{Mutant, Sweeper};
 use crate::record::{ENTITY_PREFIX, EntityRecord, INTENT_PREFIX, OutboxEntry};
@@ -199,10 +200,17 @@ impl World {
             log: log.clone(),
         });
         let faulty_store = Arc::new(FaultyStore::new(
-            recording_store,
+            recording_store.clone(),
             config.store_faults,
             fault_random.clone(),
         ));
+        let colocated = backend.colocated.clone().map(|inner| {
+            let recording = Arc::new(RecordingColocated {
+                inner,
+                store: recording_store,
+            });
+            Arc::new(FaultyColocated::new(recording, faulty_store.clone())) as Arc<dyn Colocated>
+        });
         let recording_transport = Arc::new(RecordingTransport {
             inner: backend.transport.clone(),
             log: log.clone(),
@@ -221,9 +229,12 @@ impl World {
                 .subscribe::<Fanned>(names[0].clone())
                 .subscribe::<Fanned>(names[1].clone()),
         );
-        let sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
+        let mut sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
             .expect("harness names are valid")
             .env(env.clone());
+        if let Some(unit) = &colocated {
+            sender = sender.colocated(unit.clone());
+        }
         // One memory of sent entries for the whole "process": the client,
         // both endpoints and the in-run sweeper.
         let memory = sender.dispatched_memory();
@@ -247,6 +258,10 @@ impl World {
                 };
                 let builder = match &blobs {
                     Some(b) => builder.blobs(b.clone()).claim_threshold(CLAIM_THRESHOLD),
+                    None => builder,
+                };
+                let builder = match &colocated {
+                    Some(unit) => builder.colocated(unit.clone()),
                     None => builder,
                 };
                 builder
@@ -617,6 +632,7 @@ impl World {
         {
             let log = lock(&self.log);
             report.one_write_commits += log.one_write_commits;
+            report.colocated_commits += log.colocated_commits;
             report.batched += self
                 .endpoints
                 .iter()

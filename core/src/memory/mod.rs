@@ -2,8 +2,10 @@
 //! for unit tests, examples and fault injection — not for production, where
 //! a crash loses everything.
 
+mod colocated;
 mod store;
 mod transport;
 
+pub use colocated::MemoryColocated;
 pub use store::MemoryStore;
 pub use transport::MemoryTransport;

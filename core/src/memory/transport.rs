@@ -74,6 +74,20 @@ impl MemoryTransport {
         self
     }
 
+    /// `TooLarge` if a message of `batch` is over the size limit.
+    pub(crate) fn check_sizes(&self, batch: &[Outgoing]) -> Result<(), TransportError> {
+        match self.max_message_bytes {
+            Some(limit) => match batch.iter().find(|o| o.envelope.body.len() > limit) {
+                Some(big) => Err(TransportError::TooLarge {
+                    size: big.envelope.body.len(),
+                    limit,
+                }),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
     /// Refuses messages whose body exceeds `limit` bytes.
     pub fn max_message_bytes(mut self, limit: usize) -> Self {
         self.max_message_bytes = Some(limit);
@@ -160,14 +174,7 @@ fn parse_handle(receipt: &Receipt) -> Result<(u64, u64), TransportError> {
 #[async_trait]
 impl Transport for MemoryTransport {
     async fn send(&self, batch: Vec<Outgoing>) -> Result<(), TransportError> {
-        if let Some(limit) = self.max_message_bytes
-            && let Some(big) = batch.iter().find(|o| o.envelope.body.len() > limit)
-        {
-            return Err(TransportError::TooLarge {
-                size: big.envelope.body.len(),
-                limit,
-            });
-        }
+        self.check_sizes(&batch)?;
         let now = self.clock.now_millis();
         {
             let mut inner = self.lock();

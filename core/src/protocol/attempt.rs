@@ -1,6 +1,8 @@
 //! Steps 1–3 of one attempt: load, dedup check, handler, commit. Then the
 //! committed entry is finished (steps 4–5, in [`super::finish`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing::{Instrument, debug_span};
 
 use super::finish::Finisher;
@@ -20,6 +22,7 @@ use crate::message::Message;
 use crate::message::{DedupToken, Envelope};
 use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
 use crate::store::{Store, Version, Write};
+use crate::transport::{Outgoing, Receipt};
 
 /// Step 1: reads the entity record and its version.
 pub(crate) async fn load_entity(store: &dyn Store, key: &str) -> Result<Loaded, AttemptError> {
@@ -49,6 +52,7 @@ impl Core {
         envelope: &Envelope,
         handler: &dyn ErasedHandler,
         probe: Option<&dyn Probe>,
+        along: Option<&Along<'_>>,
     ) -> Result<Outcome, AttemptError> {
         // A claim-checked body is needed to name the entity. If it is gone,
         // the message was processed completely: the body is released only
@@ -58,7 +62,9 @@ impl Core {
         };
         let key = &self.entity_of(handler, envelope, &body)?;
         if self.config.guarantee == crate::endpoint::Guarantee::AtLeastOnce {
-            return self.at_least_once(envelope, handler, key, &body).await;
+            return self
+                .at_least_once(envelope, handler, key, &body, along)
+                .await;
         }
         let finisher = self.finisher(probe);
         if self.is(Mutant::CheckTokenBeforeLoad)
@@ -137,12 +143,13 @@ impl Core {
         }
 
         finisher.step(Step::Commit).await;
+        let queued = self.queued_with_commit(&entry, pending, along);
         let committed = match consume {
             Some(Consume::Holder(holder, token)) => {
-                self.commit_consuming(key, &base, &record, &token, *holder)
+                self.commit_consuming(key, &base, &record, &token, *holder, queued.as_ref())
                     .await
             }
-            _ => commit_attempt(self.store.as_ref(), key, &base, &record).await,
+            _ => self.commit(key, &base, &record, queued.as_ref()).await,
         };
         let version = match committed {
             Err(AttemptError::Conflict) => {
@@ -151,6 +158,15 @@ impl Core {
             }
             other => other?,
         };
+        if let (Some(along), Some(queued)) = (along, &queued) {
+            // Steps 4 and 6 were part of the commit: the entry, if any, is
+            // sent, and left for the consumes as `finish_committed` would.
+            along.acked();
+            if !queued.send.is_empty() {
+                self.dispatched.remember(key, entry.incoming);
+            }
+            return Ok(Outcome::Processed);
+        }
 
         // Steps 4–5.
         if pending {
@@ -403,6 +419,7 @@ impl Core {
         record: &EntityRecord,
         token: &DedupToken,
         mut holder: Loaded,
+        queued: Option<&Queued>,
     ) -> Result<Version, AttemptError> {
         let entity = Write {
             key: key.to_owned(),
@@ -415,7 +432,7 @@ impl Core {
                 break;
             }
             let writes = vec![entity.clone(), consumed_write(&holder, token)];
-            match self.store.put_all(writes).instrument(span.clone()).await {
+            match self.put_all(writes, queued).instrument(span.clone()).await {
                 Ok(versions) => {
                     return versions
                         .into_iter()
@@ -432,6 +449,72 @@ impl Core {
         Err(AttemptError::Conflict)
     }
 
+    /// What the commit of `entry` takes along where the queue shares the
+    /// store's database: the ack, when the commit leaves nothing to do
+    /// (`pending` false), or the entry's messages and the ack, when all it
+    /// leaves is sending them (the incoming token consumed by the commit
+    /// itself). `None` otherwise, and always for the protocol's broken
+    /// variants, which run their steps one by one.
+    fn queued_with_commit(
+        &self,
+        entry: &OutboxEntry,
+        pending: bool,
+        along: Option<&Along<'_>>,
+    ) -> Option<Queued> {
+        let along = along.filter(|_| self.colocated.is_some() && self.config.mutant.is_none())?;
+        let send = match pending {
+            false => Vec::new(),
+            true if entry.sends_only() => entry.messages.clone(),
+            true => return None,
+        };
+        Some(Queued {
+            send,
+            ack: vec![along.receipt.clone()],
+        })
+    }
+
+    /// Step 3's write of one record, with the sends and the ack of
+    /// `queued` in the same transaction when given.
+    async fn commit(
+        &self,
+        key: &str,
+        base: &Loaded,
+        record: &EntityRecord,
+        queued: Option<&Queued>,
+    ) -> Result<Version, AttemptError> {
+        let Some(queued) = queued else {
+            return commit_attempt(self.store.as_ref(), key, base, record).await;
+        };
+        let write = Write {
+            key: key.to_owned(),
+            value: record.encode(),
+            precondition: base.precondition(),
+        };
+        let versions = self
+            .put_all(vec![write], Some(queued))
+            .instrument(debug_span!("exactly.commit", entity = key, acks = true))
+            .await?;
+        versions
+            .into_iter()
+            .next()
+            .ok_or_else(|| AttemptError::Retry("the commit returned no version".into()))
+    }
+
+    /// `Store::put_all`, or `Colocated::put_all_with` with `queued`.
+    async fn put_all(
+        &self,
+        writes: Vec<Write>,
+        queued: Option<&Queued>,
+    ) -> Result<Vec<Version>, StoreError> {
+        match (queued, &self.colocated) {
+            (Some(q), Some(unit)) => {
+                unit.put_all_with(writes, q.send.clone(), q.ack.clone())
+                    .await
+            }
+            _ => self.store.put_all(writes).await,
+        }
+    }
+
     /// The at-least-once baseline: load, handle, write the state under the
     /// version read, send. No token, no outbox entry, no dedup.
     async fn at_least_once(
@@ -440,6 +523,7 @@ impl Core {
         handler: &dyn ErasedHandler,
         key: &str,
         body: &[u8],
+        along: Option<&Along<'_>>,
     ) -> Result<Outcome, AttemptError> {
         let loaded = load_entity(self.store.as_ref(), key).await?;
         let job = Job {
@@ -450,13 +534,26 @@ impl Core {
             claim: None,
         };
         let prepared = self.prepare_at_least_once(&job, loaded).await?;
-        let committed =
-            commit_attempt(self.store.as_ref(), key, &prepared.base, &prepared.record).await;
+        // Where the queue shares the database, the sends and the ack go
+        // with the write, as they do with exactly-once.
+        let queued = along
+            .filter(|_| self.colocated.is_some())
+            .map(|along| Queued {
+                send: prepared.entry.messages.clone(),
+                ack: vec![along.receipt.clone()],
+            });
+        let committed = self
+            .commit(key, &prepared.base, &prepared.record, queued.as_ref())
+            .await;
         if let Err(e) = committed {
             if matches!(e, AttemptError::Conflict) {
                 self.stats.add(Counter::Conflicts);
             }
             return Err(e);
+        }
+        if let (Some(along), Some(_)) = (along, &queued) {
+            along.acked();
+            return Ok(Outcome::Processed);
         }
         let messages = prepared.entry.messages;
         if !messages.is_empty() {
@@ -746,4 +843,35 @@ fn publish_blobs(
         }
     }
     (doomed, delete)
+}
+
+/// The sends and acks a colocated commit takes along.
+pub(crate) struct Queued {
+    send: Vec<Outgoing>,
+    ack: Vec<Receipt>,
+}
+
+/// The delivery an attempt handles, for a colocated commit to ack along
+/// (`EndpointBuilder::colocated`): remembers whether one did.
+pub(crate) struct Along<'a> {
+    receipt: &'a Receipt,
+    acked: AtomicBool,
+}
+
+impl<'a> Along<'a> {
+    pub(crate) fn new(receipt: &'a Receipt) -> Self {
+        Self {
+            receipt,
+            acked: AtomicBool::new(false),
+        }
+    }
+
+    fn acked(&self) {
+        self.acked.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a commit acked the delivery.
+    pub(crate) fn was_acked(&self) -> bool {
+        self.acked.load(Ordering::Relaxed)
+    }
 }

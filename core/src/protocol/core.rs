@@ -9,6 +9,7 @@ use super::{Mutant, Probe, Stats};
 use crate::blob::BlobStore;
 use crate::call::CallExecutor;
 use crate::codec::Codec;
+use crate::colocated::Colocated;
 use crate::context::Routes;
 use crate::endpoint::Config;
 use crate::env::Env;
@@ -29,6 +30,9 @@ pub(crate) struct Core {
     pub stats: Arc<Stats>,
     pub calls: Option<Arc<dyn CallExecutor>>,
     pub blobs: Option<Arc<dyn BlobStore>>,
+    /// Commits, sends and acks in one transaction, where the queue shares
+    /// the store's database.
+    pub colocated: Option<Arc<dyn Colocated>>,
     /// The entries this endpoint's commits left, sent, for the receivers'
     /// consumes to drop; shared with its sweeper.
     pub dispatched: Arc<Dispatched>,

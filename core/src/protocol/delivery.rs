@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::{Instrument, info_span, warn};
 
+use super::attempt::Along;
 use super::stats::Counter;
 use super::{AttemptError, Core, Outcome, Probe, Step, pause};
 use crate::handler::ErasedHandler;
@@ -39,11 +40,23 @@ impl Core {
             attempts = tracing::field::Empty,
         );
         async {
+            let along = self
+                .colocated
+                .as_ref()
+                .map(|_| Along::new(&delivery.receipt));
             let outcome = match self.classify(envelope) {
-                Ok(handler) => self.process(&delivery, handler.as_ref(), probe).await,
+                Ok(handler) => {
+                    self.process(&delivery, handler.as_ref(), probe, along.as_ref())
+                        .await
+                }
                 Err(reason) => Err(Failure::Poison(reason)),
             };
             match outcome {
+                Ok(outcome) if along.as_ref().is_some_and(Along::was_acked) => {
+                    // Acked by the commit itself.
+                    self.count(&outcome);
+                    outcome
+                }
                 Ok(outcome) => {
                     self.count(&outcome);
                     pause(probe, Step::Ack).await;
@@ -112,6 +125,7 @@ impl Core {
         delivery: &Delivery,
         handler: &dyn ErasedHandler,
         probe: Option<&dyn Probe>,
+        along: Option<&Along<'_>>,
     ) -> Result<Outcome, Failure> {
         let policy = &self.config.retry;
         let (mut failures, mut conflicts) = (0u32, 0u32);
@@ -119,7 +133,10 @@ impl Core {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempts", attempt);
-            match self.attempt(&delivery.envelope, handler, probe).await {
+            match self
+                .attempt(&delivery.envelope, handler, probe, along)
+                .await
+            {
                 Err(AttemptError::Conflict) if conflicts < policy.conflict_limit => {
                     conflicts += 1;
                     let backoff = policy.conflict_backoff.saturating_mul(conflicts.min(16));

@@ -98,6 +98,49 @@ fn conflict_index(error: &sqlx::Error) -> Option<usize> {
     db.message().parse::<usize>().ok()?.checked_sub(1)
 }
 
+/// The arguments of `exactly_put_all(keys, vals, expected)` for `writes`
+/// (sizes checked against `max_value_bytes`; expected version 0 means
+/// absent): for [`Store::put_all`] and for a statement that runs the same
+/// function beside other work, as the SQL queue's one transaction of a
+/// commit, its sends and its ack does.
+pub fn put_all_args(writes: &[Write], max_value_bytes: usize) -> Result<PutAllArgs, StoreError> {
+    let mut keys = Vec::with_capacity(writes.len());
+    let mut values = Vec::with_capacity(writes.len());
+    let mut expected = Vec::with_capacity(writes.len());
+    for w in writes {
+        StoreError::check_size(&w.key, w.value.len(), max_value_bytes)?;
+        keys.push(w.key.as_bytes().to_vec());
+        values.push(w.value.to_vec());
+        expected.push(match &w.precondition {
+            Precondition::Absent => 0,
+            Precondition::Matches(v) => {
+                parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?
+            }
+        });
+    }
+    Ok((keys, values, expected))
+}
+
+/// `exactly_put_all`'s arguments: keys, values, expected versions.
+pub type PutAllArgs = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<i64>);
+
+/// Maps an error of a statement running `exactly_put_all` on `writes`: a
+/// refused precondition is a `Conflict` naming its key.
+pub fn put_all_error(error: sqlx::Error, writes: &[Write]) -> StoreError {
+    match conflict_index(&error) {
+        Some(i) if i < writes.len() => StoreError::conflict(&writes[i].key),
+        _ => map_err(error),
+    }
+}
+
+/// `exactly_put_all`'s result as versions.
+pub fn put_all_versions(versions: Vec<i64>) -> Vec<Version> {
+    versions
+        .into_iter()
+        .map(|v| Version::new(v.to_string()))
+        .collect()
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -162,34 +205,15 @@ impl Store for PostgresStore {
     /// One statement (`exactly_put_all`, a function the schema installs):
     /// one round trip, one transaction.
     async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
-        let mut keys = Vec::with_capacity(writes.len());
-        let mut values = Vec::with_capacity(writes.len());
-        let mut expected = Vec::with_capacity(writes.len());
-        for w in &writes {
-            StoreError::check_size(&w.key, w.value.len(), self.max_value_bytes)?;
-            keys.push(w.key.as_bytes().to_vec());
-            values.push(w.value.to_vec());
-            expected.push(match &w.precondition {
-                Precondition::Absent => 0,
-                Precondition::Matches(v) => {
-                    parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?
-                }
-            });
-        }
+        let (keys, values, expected) = put_all_args(&writes, self.max_value_bytes)?;
         let versions: Vec<i64> = sqlx::query_scalar("SELECT exactly_put_all($1, $2, $3)")
             .bind(keys)
             .bind(values)
             .bind(expected)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| match conflict_index(&e) {
-                Some(i) if i < writes.len() => StoreError::conflict(&writes[i].key),
-                _ => map_err(e),
-            })?;
-        Ok(versions
-            .into_iter()
-            .map(|v| Version::new(v.to_string()))
-            .collect())
+            .map_err(|e| put_all_error(e, &writes))?;
+        Ok(put_all_versions(versions))
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {

@@ -34,4 +34,4 @@ mod store;
 pub use pool::{connect_options, is_transient, open_pool, pool_options};
 /// The driver, so callers can name pool and option types without adding it.
 pub use sqlx;
-pub use store::{DEFAULT_MAX_VALUE_BYTES, SqliteStore};
+pub use store::{DEFAULT_MAX_VALUE_BYTES, SqliteStore, put_all_in, store_error};

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::{Capabilities, in_key_order, prefix_end};
 use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 
 use crate::pool::{is_transient, open_pool};
@@ -53,7 +54,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the SQLite file at `path` with the
     /// settings of [`crate::pool`], and creates the table if missing.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let pool = open_pool(path).await.map_err(map_err)?;
+        let pool = open_pool(path).await.map_err(store_error)?;
         Self::from_pool(pool).await
     }
 
@@ -63,7 +64,7 @@ impl SqliteStore {
         sqlx::raw_sql(SCHEMA)
             .execute(&pool)
             .await
-            .map_err(map_err)?;
+            .map_err(store_error)?;
         Ok(Self {
             pool,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -86,7 +87,7 @@ impl SqliteStore {
 
 /// Maps every driver error of this store: the one place that decides what
 /// a caller may retry.
-fn map_err(error: sqlx::Error) -> StoreError {
+pub fn store_error(error: sqlx::Error) -> StoreError {
     if is_transient(&error) {
         StoreError::unavailable(error)
     } else {
@@ -117,46 +118,70 @@ impl SqliteStore {
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(map_err)?;
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE exactly_kv_version SET last = last + 1 WHERE id = 0 RETURNING last",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        for w in writes {
-            let written = match &w.precondition {
-                Precondition::Absent => sqlx::query(
-                    "INSERT INTO exactly_kv (key, value, version) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (key) DO NOTHING",
+            .map_err(store_error)?;
+        let version = write_in(&mut tx, writes).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(version)
+    }
+}
+
+/// [`Store::put_all`] of `writes` inside a transaction the caller holds
+/// (begun `IMMEDIATE`) and commits: for the SQL queue's one transaction
+/// of a commit, its sends and its ack. Checks sizes against
+/// `max_value_bytes`; on an error the caller must roll back (drop) the
+/// transaction.
+pub async fn put_all_in(
+    tx: &mut SqliteConnection,
+    writes: &[Write],
+    max_value_bytes: usize,
+) -> Result<Vec<Version>, StoreError> {
+    for w in writes {
+        StoreError::check_size(&w.key, w.value.len(), max_value_bytes)?;
+    }
+    let version = write_in(tx, writes).await?;
+    Ok(vec![to_version(version); writes.len()])
+}
+
+/// Bumps the version counter and writes every key under its precondition
+/// at the new value, which it returns; `Conflict` on the first refused
+/// precondition (the caller's transaction then rolls everything back).
+async fn write_in(tx: &mut SqliteConnection, writes: &[Write]) -> Result<i64, StoreError> {
+    let version: i64 = sqlx::query_scalar(
+        "UPDATE exactly_kv_version SET last = last + 1 WHERE id = 0 RETURNING last",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(store_error)?;
+    for w in writes {
+        let written = match &w.precondition {
+            Precondition::Absent => sqlx::query(
+                "INSERT INTO exactly_kv (key, value, version) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(w.key.as_bytes())
+            .bind(&w.value[..])
+            .bind(version),
+            Precondition::Matches(v) => {
+                // Our versions are decimal counters; any other matches no row.
+                let expected = parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?;
+                sqlx::query(
+                    "UPDATE exactly_kv SET value = ?2, version = ?3 \
+                     WHERE key = ?1 AND version = ?4",
                 )
                 .bind(w.key.as_bytes())
                 .bind(&w.value[..])
-                .bind(version),
-                Precondition::Matches(v) => {
-                    // Our versions are decimal counters; any other matches no row.
-                    let expected = parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?;
-                    sqlx::query(
-                        "UPDATE exactly_kv SET value = ?2, version = ?3 \
-                         WHERE key = ?1 AND version = ?4",
-                    )
-                    .bind(w.key.as_bytes())
-                    .bind(&w.value[..])
-                    .bind(version)
-                    .bind(expected)
-                }
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if written.rows_affected() == 0 {
-                // Dropping the transaction rolls the counter back too.
-                return Err(StoreError::conflict(&w.key));
+                .bind(version)
+                .bind(expected)
             }
         }
-        tx.commit().await.map_err(map_err)?;
-        Ok(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if written.rows_affected() == 0 {
+            return Err(StoreError::conflict(&w.key));
+        }
     }
+    Ok(version)
 }
 
 #[async_trait]
@@ -167,7 +192,7 @@ impl Store for SqliteStore {
                 .bind(key.as_bytes())
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(map_err)?;
+                .map_err(store_error)?;
         Ok(row.map(|(value, version)| Versioned {
             value: Bytes::from(value),
             version: to_version(version),
@@ -186,7 +211,7 @@ impl Store for SqliteStore {
         for key in keys {
             query = query.bind(key.as_bytes());
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(map_err)?;
+        let rows = query.fetch_all(&self.pool).await.map_err(store_error)?;
         Ok(in_key_order(keys, rows, to_version))
     }
 
@@ -217,7 +242,7 @@ impl Store for SqliteStore {
                 .bind(expected)
                 .execute(&self.pool)
                 .await
-                .map_err(map_err)?;
+                .map_err(store_error)?;
             if deleted.rows_affected() == 1 {
                 return Ok(());
             }
@@ -228,7 +253,7 @@ impl Store for SqliteStore {
             .bind(key.as_bytes())
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
+            .map_err(store_error)?;
         match exists {
             Some(_) => Err(StoreError::conflict(key)),
             None => Err(StoreError::not_found(key)),
@@ -261,7 +286,7 @@ impl Store for SqliteStore {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
-            .map_err(map_err)?;
+            .map_err(store_error)?;
         keys.into_iter()
             .map(|key| String::from_utf8(key).map_err(StoreError::generic))
             .collect()

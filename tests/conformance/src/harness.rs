@@ -46,6 +46,7 @@ pub fn store_over_memory_transport(store: impl Store) -> BackendFactory {
                 store,
                 transport: Arc::new(transport),
                 namespace: format!("{run}s{}x", env.seed),
+                colocated: None,
             }
         })
     })

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod colocated;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod run;
@@ -40,7 +41,7 @@ pub mod transport;
 
 pub use run::unique_name;
 #[doc(hidden)]
-pub use run::{run_store, run_transport};
+pub use run::{run_colocated, run_store, run_transport};
 
 /// Expands to module `store_conformance` with one `#[test]` per store
 /// check, each on a fresh backend from `$factory`: a closure taking a
@@ -88,6 +89,21 @@ macro_rules! transport_conformance {
             competing_consumers
             stale_receipt_harmless
             zero_wait_is_prompt
+        );
+    };
+}
+
+/// Expands to module `colocated_conformance` with one `#[test]` per
+/// [`Colocated`](exactly::Colocated) check, each on a fresh backend from
+/// `$factory`: a closure taking a `PathBuf` and returning a future of one
+/// object that is a store, a transport and their one transaction
+/// ([`colocated::Shared`]), with a visibility timeout of about a second.
+#[macro_export]
+macro_rules! colocated_conformance {
+    ($factory:expr) => {
+        $crate::__conformance_tests!(colocated_conformance, run_colocated, colocated, $factory;
+            writes_sends_and_acks_together
+            refused_write_sends_and_acks_nothing
         );
     };
 }

@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use exactly::{Store, Transport};
 
+use crate::colocated::Shared;
+
 /// A name no other check, run or process uses: `{check}-{time}-{pid}`.
 /// Checks may therefore share one server and leave data behind.
 pub fn unique_name(check: &str) -> String {
@@ -48,6 +50,26 @@ where
     run(
         factory,
         |t| Arc::new(t) as Arc<dyn Transport>,
+        check,
+        namespace,
+    );
+}
+
+/// Runs a colocated check on a backend from `factory`, which gets a fresh
+/// empty directory (for file-based backends; deleted afterwards).
+#[doc(hidden)]
+pub fn run_colocated<F, Fut, T, C, CFut>(name: &str, factory: F, check: C)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = T>,
+    T: Shared,
+    C: FnOnce(Arc<dyn Shared>, String) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let namespace = format!("c_{}_", unique_name(name));
+    run(
+        factory,
+        |t| Arc::new(t) as Arc<dyn Shared>,
         check,
         namespace,
     );

@@ -23,7 +23,7 @@ use exactly::StoreError;
 use exactly::harness::{Backend, BackendFactory, ScheduleEnv};
 use exactly_conformance::harness::NO_EXPIRY;
 use exactly_store_sqlite::SqliteStore;
-use exactly_transport_sql::SqlQueue;
+use exactly_transport_sql::{SqlQueue, StoreAndQueue};
 
 /// A [`BackendFactory`] over one SQLite file at `path`, holding both the
 /// store and the queue. Every schedule shares the file and pool under its
@@ -40,6 +40,31 @@ pub async fn sqlite_backend(path: impl AsRef<Path>) -> Result<BackendFactory, St
                 store: Arc::new(store),
                 transport: Arc::new(queue.clock(env.clock).visibility_timeout(NO_EXPIRY)),
                 namespace: format!("s{}x", env.seed),
+                colocated: None,
+            }
+        })
+    }))
+}
+
+/// Like [`sqlite_backend`], with the store and queue as one
+/// [`StoreAndQueue`]: endpoints and sender commit, send and ack in one
+/// SQLite transaction ([`exactly::Colocated`]).
+pub async fn sqlite_colocated_backend(
+    path: impl AsRef<Path>,
+) -> Result<BackendFactory, StoreError> {
+    let store = SqliteStore::open(path).await?;
+    let db = StoreAndQueue::sqlite(store)
+        .await
+        .map_err(|e| StoreError::generic(e.to_string()))?;
+    Ok(Arc::new(move |env: ScheduleEnv| {
+        let db = db.clone();
+        Box::pin(async move {
+            let db = Arc::new(db.with_queue(|q| q.clock(env.clock).visibility_timeout(NO_EXPIRY)));
+            Backend {
+                store: db.clone(),
+                transport: db.clone(),
+                namespace: format!("s{}x", env.seed),
+                colocated: Some(db),
             }
         })
     }))

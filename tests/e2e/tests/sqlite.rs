@@ -57,3 +57,24 @@ async fn batches_on_sqlite_lose_and_duplicate_nothing() {
         "deliveries were committed in batches (one put_all, one ack_all): {report}"
     );
 }
+
+/// The store and queue as one `StoreAndQueue`: commits, their sends and
+/// acks, and the sender's intents with their messages, each one SQLite
+/// transaction.
+#[tokio::test(flavor = "current_thread")]
+async fn one_transaction_commits_on_sqlite_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = exactly_e2e::sqlite_colocated_backend(dir.path().join("e2e.db"))
+        .await
+        .expect("open the SQLite file");
+    let config = Config {
+        schedules: 200,
+        first_seed: 40_000,
+        ..Config::default()
+    };
+    let report = run_schedules("SQLite, one transaction", config, &backend).await;
+    assert!(
+        report.colocated_commits > 4 * 200,
+        "commits sent and acked in the same transaction: {report}"
+    );
+}

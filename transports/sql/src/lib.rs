@@ -58,6 +58,7 @@
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queue;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod table;
@@ -67,3 +68,4 @@ pub use postgres::NOTIFY_CHANNEL;
 pub use queue::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_POLL_INTERVAL, DEFAULT_VISIBILITY_TIMEOUT, SqlQueue,
 };
+pub use shared::StoreAndQueue;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use exactly::TransportError;
-use exactly_store_postgres::is_transient;
+use exactly::{StoreError, TransportError, Version, Write};
+use exactly_store_postgres::{is_transient, put_all_args, put_all_error, put_all_versions};
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, oneshot};
 
@@ -75,6 +75,24 @@ const ACK: &str = concat!(
      WHERE q.seq = acked.seq AND q.queue = acked.queue"
 );
 
+/// The store's `exactly_put_all` (`$1`–`$3`), the ack of rows (`$4`
+/// queues, `$5` seqs) and the insert of new ones (`$6`–`$8`, notifying
+/// `$9`), as one statement: one round trip, one transaction, durable (no
+/// `relaxed`: the commit is the store's). Data-modifying CTEs run whether
+/// or not the outer query reads them; a refused precondition raises in
+/// `exactly_put_all` and so undoes the ack and the sends too.
+const COMMIT_WITH: &str = "WITH acked AS (
+         DELETE FROM exactly_queue AS q
+         USING UNNEST($4::text[], $5::int8[]) AS a (queue, seq)
+         WHERE q.seq = a.seq AND q.queue = a.queue),
+     sent AS (
+         INSERT INTO exactly_queue (queue, envelope, visible_at)
+         SELECT * FROM UNNEST($6::text[], $7::bytea[], $8::int8[])
+         RETURNING queue),
+     notified AS (
+         SELECT pg_notify($9, queue) FROM (SELECT DISTINCT queue FROM sent) AS s)
+     SELECT exactly_put_all($1, $2, $3), (SELECT count(*) FROM notified)";
+
 /// The queue on a PostgreSQL pool. Dropping it stops its listener task.
 #[derive(Debug)]
 pub(crate) struct PgTable {
@@ -121,17 +139,23 @@ async fn listen(mut listener: PgListener, wake: Weak<Notify>, mut stop: oneshot:
     }
 }
 
+/// The rows as the columns `UNNEST` takes: queues, envelopes, `visible_at`.
+fn columns(rows: Vec<NewRow>) -> (Vec<String>, Vec<Vec<u8>>, Vec<i64>) {
+    let mut queues = Vec::with_capacity(rows.len());
+    let mut envelopes = Vec::with_capacity(rows.len());
+    let mut visible = Vec::with_capacity(rows.len());
+    for row in rows {
+        queues.push(row.queue);
+        envelopes.push(row.envelope);
+        visible.push(row.visible_at);
+    }
+    (queues, envelopes, visible)
+}
+
 #[async_trait]
 impl Table for PgTable {
     async fn insert(&self, rows: Vec<NewRow>) -> Result<(), TransportError> {
-        let mut queues = Vec::with_capacity(rows.len());
-        let mut envelopes = Vec::with_capacity(rows.len());
-        let mut visible = Vec::with_capacity(rows.len());
-        for row in rows {
-            queues.push(row.queue);
-            envelopes.push(row.envelope);
-            visible.push(row.visible_at);
-        }
+        let (queues, envelopes, visible) = columns(rows);
         // One statement, so one implicit transaction: all rows or none, and
         // the notifications go out on commit, never for a rolled-back batch.
         sqlx::query(
@@ -180,6 +204,32 @@ impl Table for PgTable {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn commit_with(
+        &self,
+        writes: &[Write],
+        max_value_bytes: usize,
+        rows: Vec<NewRow>,
+        acked: &[(&str, i64)],
+    ) -> Result<Vec<Version>, StoreError> {
+        let (keys, values, expected) = put_all_args(writes, max_value_bytes)?;
+        let (acked_queues, acked_seqs): (Vec<&str>, Vec<i64>) = acked.iter().copied().unzip();
+        let (queues, envelopes, visible) = columns(rows);
+        let (versions, _notified): (Vec<i64>, i64) = sqlx::query_as(COMMIT_WITH)
+            .bind(keys)
+            .bind(values)
+            .bind(expected)
+            .bind(acked_queues)
+            .bind(acked_seqs)
+            .bind(queues)
+            .bind(envelopes)
+            .bind(visible)
+            .bind(NOTIFY_CHANNEL)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| put_all_error(e, writes))?;
+        Ok(put_all_versions(versions))
     }
 
     async fn release(

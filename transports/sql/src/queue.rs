@@ -90,6 +90,47 @@ impl SqlQueue {
     fn now(&self) -> i64 {
         millis(self.clock.now_millis())
     }
+
+    /// The table's rows for `batch`: `TooLarge` for a body over the limit,
+    /// before anything is written.
+    pub(crate) fn rows(&self, batch: Vec<Outgoing>) -> Result<Vec<NewRow>, TransportError> {
+        let limit = self.max_message_bytes;
+        if let Some(big) = batch.iter().find(|o| o.envelope.body.len() > limit) {
+            return Err(TransportError::TooLarge {
+                size: big.envelope.body.len(),
+                limit,
+            });
+        }
+        let now = self.now();
+        batch
+            .into_iter()
+            .map(|out| {
+                Ok(NewRow {
+                    envelope: out.envelope.to_bytes().map_err(TransportError::generic)?,
+                    visible_at: after(now, out.delay),
+                    queue: out.queue,
+                })
+            })
+            .collect()
+    }
+
+    /// The table, for a transaction shared with the store.
+    pub(crate) fn table(&self) -> &dyn Table {
+        self.table.as_ref()
+    }
+
+    /// Wakes this process's waiting receivers (after a send).
+    pub(crate) fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+}
+
+/// The (queue, seq) rows `receipts` name.
+pub(crate) fn acked_rows(receipts: &[Receipt]) -> Result<Vec<(&str, i64)>, TransportError> {
+    receipts
+        .iter()
+        .map(|r| Ok((r.queue.as_str(), parse_handle(r)?.0)))
+        .collect()
 }
 
 /// Milliseconds as SQL integers; saturates (u64 ms overflow i64 in 292 My).
@@ -120,24 +161,7 @@ impl Transport for SqlQueue {
         if batch.is_empty() {
             return Ok(());
         }
-        let limit = self.max_message_bytes;
-        if let Some(big) = batch.iter().find(|o| o.envelope.body.len() > limit) {
-            return Err(TransportError::TooLarge {
-                size: big.envelope.body.len(),
-                limit,
-            });
-        }
-        let now = self.now();
-        let rows = batch
-            .into_iter()
-            .map(|out| {
-                Ok(NewRow {
-                    envelope: out.envelope.to_bytes().map_err(TransportError::generic)?,
-                    visible_at: after(now, out.delay),
-                    queue: out.queue,
-                })
-            })
-            .collect::<Result<Vec<_>, TransportError>>()?;
+        let rows = self.rows(batch)?;
         self.table.insert(rows).await?;
         self.notify.notify_waiters();
         Ok(())
@@ -189,10 +213,7 @@ impl Transport for SqlQueue {
 
     /// One `DELETE` for all the receipts.
     async fn ack_all(&self, receipts: &[Receipt]) -> Result<(), TransportError> {
-        let rows = receipts
-            .iter()
-            .map(|r| Ok((r.queue.as_str(), parse_handle(r)?.0)))
-            .collect::<Result<Vec<_>, TransportError>>()?;
+        let rows = acked_rows(receipts)?;
         if rows.is_empty() {
             return Ok(());
         }

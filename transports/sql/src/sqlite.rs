@@ -1,9 +1,10 @@
 //! The queue table on SQLite.
 
 use async_trait::async_trait;
-use exactly::TransportError;
+use exactly::{StoreError, TransportError, Version, Write};
 use exactly_store_sqlite::is_transient;
 use sqlx::sqlite::SqlitePool;
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::table::{Leased, LeasedRow, NewRow, Table, driver_error};
 
@@ -39,6 +40,39 @@ impl SqliteTable {
     }
 }
 
+impl SqliteTable {
+    /// Takes the database's write lock up front (waiting up to the busy
+    /// timeout).
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Inserts `rows` in the caller's transaction.
+async fn insert_in(tx: &mut SqliteConnection, rows: Vec<NewRow>) -> Result<(), sqlx::Error> {
+    for row in rows {
+        sqlx::query("INSERT INTO exactly_queue (queue, envelope, visible_at) VALUES (?1, ?2, ?3)")
+            .bind(row.queue)
+            .bind(row.envelope)
+            .bind(row.visible_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows named by (`queue`, `seq`) in the caller's transaction.
+async fn delete_in(tx: &mut SqliteConnection, rows: &[(&str, i64)]) -> Result<(), sqlx::Error> {
+    for (queue, seq) in rows {
+        sqlx::query("DELETE FROM exactly_queue WHERE seq = ?1 AND queue = ?2")
+            .bind(seq)
+            .bind(queue)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Maps every SQLite driver error of the queue.
 fn map_err(error: sqlx::Error) -> TransportError {
     driver_error(error, is_transient)
@@ -47,22 +81,8 @@ fn map_err(error: sqlx::Error) -> TransportError {
 #[async_trait]
 impl Table for SqliteTable {
     async fn insert(&self, rows: Vec<NewRow>) -> Result<(), TransportError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO exactly_queue (queue, envelope, visible_at) VALUES (?1, ?2, ?3)",
-            )
-            .bind(row.queue)
-            .bind(row.envelope)
-            .bind(row.visible_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
+        let mut tx = self.begin().await.map_err(map_err)?;
+        insert_in(&mut tx, rows).await.map_err(map_err)?;
         // Ok only once the batch is committed (durably, with the default
         // `synchronous = FULL`); an error before drops `tx`: nothing sent.
         tx.commit().await.map_err(map_err)
@@ -96,20 +116,27 @@ impl Table for SqliteTable {
     }
 
     async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        for (queue, seq) in rows {
-            sqlx::query("DELETE FROM exactly_queue WHERE seq = ?1 AND queue = ?2")
-                .bind(seq)
-                .bind(queue)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        let mut tx = self.begin().await.map_err(map_err)?;
+        delete_in(&mut tx, rows).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: the store's writes, then the
+    /// inserts, then the deletes; dropped (rolled back) on any error.
+    async fn commit_with(
+        &self,
+        writes: &[Write],
+        max_value_bytes: usize,
+        rows: Vec<NewRow>,
+        acked: &[(&str, i64)],
+    ) -> Result<Vec<Version>, StoreError> {
+        let store_err = exactly_store_sqlite::store_error;
+        let mut tx = self.begin().await.map_err(store_err)?;
+        let versions = exactly_store_sqlite::put_all_in(&mut tx, writes, max_value_bytes).await?;
+        insert_in(&mut tx, rows).await.map_err(store_err)?;
+        delete_in(&mut tx, acked).await.map_err(store_err)?;
+        tx.commit().await.map_err(store_err)?;
+        Ok(versions)
     }
 
     async fn release(

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use exactly::TransportError;
+use exactly::{StoreError, TransportError, Version, Write};
 
 /// A message to insert.
 #[derive(Debug)]
@@ -81,6 +81,18 @@ pub(crate) trait Table: Send + Sync + fmt::Debug + 'static {
     /// Removes the rows named by (`queue`, `seq`), whoever holds them now,
     /// in one transaction.
     async fn delete(&self, rows: &[(&str, i64)]) -> Result<(), TransportError>;
+
+    /// The store's `put_all` of `writes` (sizes checked against
+    /// `max_value_bytes`), the insert of `rows` and the delete of `acked`,
+    /// in one transaction of the database both live in
+    /// ([`exactly::Colocated`]).
+    async fn commit_with(
+        &self,
+        writes: &[Write],
+        max_value_bytes: usize,
+        rows: Vec<NewRow>,
+        acked: &[(&str, i64)],
+    ) -> Result<Vec<Version>, StoreError>;
 
     /// Makes the row visible at `visible_at` if `lease` still holds it.
     async fn release(

@@ -1,5 +1,6 @@
 //! The fault harness over `MemoryStore` and the PostgreSQL queue at
-//! `EXACTLY_TEST_POSTGRES_URL`, and a dropped connection mid-stream.
+//! `EXACTLY_TEST_POSTGRES_URL`, over the PostgreSQL store and queue as one
+//! `StoreAndQueue`, and a dropped connection mid-stream.
 //! `EXACTLY_SCHEDULES` sets the number of schedules, `EXACTLY_SEED` reruns
 //! one failing seed.
 
@@ -7,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exactly::Transport;
-use exactly_transport_sql::SqlQueue;
+use exactly::harness::{Backend, BackendFactory, ScheduleEnv};
+use exactly_store_postgres::PostgresStore;
+use exactly_transport_sql::{SqlQueue, StoreAndQueue};
 use exactly_transport_testkit::{
-    Proxy, fault_harness, memory_store_over, reconnect_mid_stream, server_url,
+    Proxy, fault_harness, memory_store_over, reconnect_mid_stream, run_prefix, server_url,
 };
 
 /// Leases that never run out on their own: the harness expires them itself.
@@ -25,6 +28,37 @@ async fn postgres_schedules_lose_and_duplicate_nothing() {
         async move { Arc::new(queue) as Arc<dyn Transport> }
     });
     fault_harness("PostgreSQL", 300, &factory).await;
+}
+
+/// The store and queue as one `StoreAndQueue` on PostgreSQL: commits, their
+/// sends and acks, and the sender's intents with their messages, each one
+/// statement.
+#[tokio::test(flavor = "current_thread")]
+async fn one_statement_commits_on_postgres_lose_and_duplicate_nothing() {
+    let url = server_url("EXACTLY_TEST_POSTGRES_URL");
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    let db = StoreAndQueue::postgres(store).await.expect("queue");
+    let run = run_prefix();
+    let factory: BackendFactory = Arc::new(move |env: ScheduleEnv| {
+        let namespace = format!("{run}s{}x", env.seed);
+        let db = Arc::new(
+            db.clone()
+                .with_queue(|q| q.clock(env.clock).visibility_timeout(NO_EXPIRY)),
+        );
+        Box::pin(async move {
+            Backend {
+                store: db.clone(),
+                transport: db.clone(),
+                namespace,
+                colocated: Some(db),
+            }
+        })
+    });
+    let report = fault_harness("PostgreSQL, one statement", 200, &factory).await;
+    assert!(
+        report.colocated_commits > 4 * 200,
+        "commits sent and acked in the same statement: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

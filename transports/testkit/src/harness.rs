@@ -48,6 +48,7 @@ where
                 store: Arc::new(MemoryStore::new()),
                 transport: transport.await,
                 namespace,
+                colocated: None,
             }
         })
     })
