@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use exactly::{BlobStore, Store, Transport};
+use exactly::{BlobStore, Colocated, Store, Transport};
 use exactly_store_sqlite::{SqliteStore, open_pool, sqlx::SqlitePool};
-use exactly_transport_sql::SqlQueue;
+use exactly_transport_sql::{SqlQueue, StoreAndQueue};
 
 use exactly_blob::ObjectBlobStore;
 
@@ -68,6 +68,9 @@ pub struct Backend {
     /// The queue's SQLite pool, when the queue is on SQLite (the soak reads
     /// queue depths from it).
     pub queue_pool: Option<SqlitePool>,
+    /// Store and queue in one SQLite file: commits, their sends and acks
+    /// in one transaction (`EndpointBuilder::colocated`).
+    pub colocated: Option<Arc<dyn Colocated>>,
 }
 
 /// Opens the store at `store`, the queue at `transport` (the store's
@@ -81,6 +84,25 @@ pub async fn open(
 ) -> anyhow::Result<Backend> {
     let transport = transport.unwrap_or(store);
     let mut sqlite = SqlitePools::default();
+    if let (Location::Sqlite(path), Location::Sqlite(queue_path)) = (store, transport)
+        && path == queue_path
+    {
+        // One file, one pool: a commit, the messages it sends and its ack
+        // are one SQLite transaction.
+        let pool = sqlite.get(path).await?;
+        let store = SqliteStore::from_pool(pool.clone()).await?;
+        let db = StoreAndQueue::sqlite(store)
+            .await?
+            .with_queue(|q| q.visibility_timeout(lease));
+        let db = Arc::new(db);
+        return Ok(Backend {
+            store: db.clone(),
+            transport: db.clone(),
+            blobs: Arc::new(open_blobs(blobs)?),
+            queue_pool: Some(pool),
+            colocated: Some(db),
+        });
+    }
     let (store, shared_pg): (Arc<dyn Store>, _) = match store {
         Location::Sqlite(path) => (
             Arc::new(SqliteStore::from_pool(sqlite.get(path).await?).await?),
@@ -115,6 +137,7 @@ pub async fn open(
         transport,
         blobs: Arc::new(blobs),
         queue_pool,
+        colocated: None,
     })
 }
 

@@ -116,6 +116,7 @@ pub async fn serve(args: ServeArgs, common: Common) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         sweep_interval: Duration::from_secs(args.sweep_secs.max(1)),
         payments_url,
+        colocated: backend.colocated.clone(),
     };
 
     let mut endpoints: Vec<Endpoint> = Vec::new();

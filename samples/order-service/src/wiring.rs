@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exactly::{BlobStore, Endpoint, EndpointBuilder, Store, Transport};
+use exactly::{BlobStore, Colocated, Endpoint, EndpointBuilder, Store, Transport};
 
 /// Message bodies above this go through the claim check (an order's
 /// attachment on its way to Shipping).
@@ -25,12 +25,20 @@ pub struct Deps {
     pub sweep_interval: Duration,
     /// The fake (or real) payment provider's base URL, for Billing.
     pub payments_url: Option<String>,
+    /// Store and queue in one database: commit, sends and ack in one
+    /// transaction.
+    pub colocated: Option<Arc<dyn Colocated>>,
 }
 
 impl Deps {
     /// An endpoint builder with the shared settings.
     pub fn builder(&self, name: &str) -> EndpointBuilder {
-        Endpoint::builder(name, self.store.clone(), self.transport.clone())
+        let builder = Endpoint::builder(name, self.store.clone(), self.transport.clone());
+        let builder = match &self.colocated {
+            Some(unit) => builder.colocated(unit.clone()),
+            None => builder,
+        };
+        builder
             .blobs(self.blobs.clone())
             .claim_threshold(CLAIM_THRESHOLD)
             .concurrency(self.concurrency)

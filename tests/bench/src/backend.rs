@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use exactly::{MemoryStore, MemoryTransport};
 use exactly_store_sqlite::SqliteStore;
-use exactly_transport_sql::SqlQueue;
+use exactly_transport_sql::StoreAndQueue;
 
 use crate::workload::Fresh;
 
@@ -51,6 +51,7 @@ impl Backend {
             Backend::Memory => Ok(Fresh {
                 store: Arc::new(MemoryStore::new().atomic_multi_key(true)),
                 transport: Arc::new(MemoryTransport::new()),
+                colocated: None,
                 _keep: Box::new(()),
             }),
             Backend::Sqlite => {
@@ -59,13 +60,18 @@ impl Backend {
                 let pool = exactly_store_sqlite::open_pool(dir.path().join("bench.db"))
                     .await
                     .map_err(|e| e.to_string())?;
-                let store = SqliteStore::from_pool(pool.clone())
+                let store = SqliteStore::from_pool(pool)
                     .await
                     .map_err(|e| e.to_string())?;
-                let queue = SqlQueue::from_pool(pool).await.map_err(|e| e.to_string())?;
+                let db = Arc::new(
+                    StoreAndQueue::sqlite(store)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
                 Ok(Fresh {
-                    store: Arc::new(store),
-                    transport: Arc::new(queue),
+                    store: db.clone(),
+                    transport: db.clone(),
+                    colocated: Some(db),
                     _keep: Box::new(dir),
                 })
             }

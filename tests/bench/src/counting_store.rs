@@ -7,7 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use exactly::store::Capabilities;
-use exactly::{Precondition, Store, StoreError, Version, Versioned, Write};
+use exactly::{
+    Colocated, Outgoing, Precondition, Receipt, Store, StoreError, Version, Versioned, Write,
+};
+
+use crate::observed::Observed;
 
 /// Calls made through one [`CountingStore`], by kind.
 #[derive(Debug, Default)]
@@ -214,5 +218,35 @@ mod tests {
             }
         );
         assert_eq!((ops.reads(), ops.writes(), ops.total()), (2, 4, 6));
+    }
+}
+
+/// A [`Colocated`] layer that counts each transaction as one `put_all` of
+/// `store` (one round trip) and tells `observed`, if given, of the sends
+/// and acks it made: the endpoints' acks complete messages there.
+#[derive(Debug)]
+pub struct CountingColocated {
+    pub inner: Arc<dyn Colocated>,
+    pub store: Arc<CountingStore>,
+    pub observed: Option<Arc<Observed>>,
+}
+
+#[async_trait]
+impl Colocated for CountingColocated {
+    async fn put_all_with(
+        &self,
+        writes: Vec<Write>,
+        send: Vec<Outgoing>,
+        ack: Vec<Receipt>,
+    ) -> Result<Vec<Version>, StoreError> {
+        bump(&self.store.counts.put_all);
+        let sends = send.len();
+        let acked = ack.clone();
+        let result = self.inner.put_all_with(writes, send, ack).await;
+        self.store.count_conflict(&result);
+        if let (Ok(_), Some(observed)) = (&result, &self.observed) {
+            observed.committed_with(sends, &acked);
+        }
+        result
     }
 }

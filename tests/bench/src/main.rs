@@ -96,6 +96,11 @@ struct Cli {
     /// A fast smoke run: few messages, two sweep levels.
     #[arg(long)]
     quick: bool,
+    /// Both modes commit, send and ack in one transaction
+    /// (`EndpointBuilder::colocated`, `StoreAndQueue`): sqlite and postgres
+    /// only.
+    #[arg(long)]
+    colocated: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -145,6 +150,7 @@ impl Cli {
             pgbench_duration: Duration::from_secs(quick(self.pgbench_seconds, 2)),
             drain: self.drain,
             repeats: self.repeat.max(1),
+            colocated: self.colocated,
             modes: match self.mode {
                 Modes::Both => vec![Guarantee::ExactlyOnce, Guarantee::AtLeastOnce],
                 Modes::ExactlyOnce => vec![Guarantee::ExactlyOnce],
@@ -157,9 +163,14 @@ impl Cli {
 async fn run(cli: &Cli) -> Result<(), String> {
     let s = cli.settings(MESSAGES);
     println!(
-        "Machine: {}. Load average at the start: {}.\n",
+        "Machine: {}. Load average at the start: {}.{}\n",
         measure::machine(),
-        measure::load_average()
+        measure::load_average(),
+        if cli.colocated {
+            " Commit, sends and ack in one transaction (--colocated)."
+        } else {
+            ""
+        }
     );
     let quiet = "";
     match cli.scenario {

@@ -110,6 +110,20 @@ impl Observed {
         }
     }
 
+    /// A colocated commit sent `sends` messages (counted as one send when
+    /// any) and acked `receipts` (one ack call).
+    pub fn committed_with(&self, sends: usize, receipts: &[Receipt]) {
+        if sends > 0 {
+            self.counts.send.fetch_add(1, Ordering::Relaxed);
+        }
+        if !receipts.is_empty() {
+            self.counts.ack.fetch_add(1, Ordering::Relaxed);
+        }
+        for receipt in receipts {
+            self.acked(receipt);
+        }
+    }
+
     fn acked(&self, receipt: &Receipt) {
         let mut finished = self.lock();
         let key = (receipt.queue.clone(), receipt.handle.clone());

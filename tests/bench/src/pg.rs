@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use exactly::Transport;
 use exactly_store_postgres::PostgresStore;
-use exactly_transport_sql::SqlQueue;
+use exactly_transport_sql::StoreAndQueue;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, Row};
 
@@ -74,18 +74,23 @@ impl Postgres {
     }
 
     /// A pool big enough for `workers` workers and as many producers, a
-    /// store and a queue on it, both tables emptied.
+    /// store and a queue on it (one `StoreAndQueue`), both tables emptied.
     pub async fn fresh(&self, workers: usize) -> Result<Fresh, String> {
-        self.fresh_with(workers, async |pool: &PgPool| {
-            let queue = SqlQueue::from_pg_pool(pool.clone())
+        let (store, pool) = self.store(workers).await?;
+        let db = Arc::new(
+            StoreAndQueue::postgres(store)
                 .await
-                .map_err(|e| e.to_string())?;
-            pool.execute("TRUNCATE exactly_queue")
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(queue) as Arc<dyn Transport>)
+                .map_err(|e| e.to_string())?,
+        );
+        pool.execute("TRUNCATE exactly_queue")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Fresh {
+            store: db.clone(),
+            transport: db.clone(),
+            colocated: Some(db),
+            _keep: Box::new(pool),
         })
-        .await
     }
 
     /// A store on such a pool, its table emptied, and the transport
@@ -95,6 +100,18 @@ impl Postgres {
         workers: usize,
         transport: impl AsyncFnOnce(&PgPool) -> Result<Arc<dyn Transport>, String>,
     ) -> Result<Fresh, String> {
+        let (store, pool) = self.store(workers).await?;
+        Ok(Fresh {
+            store: Arc::new(store),
+            transport: transport(&pool).await?,
+            colocated: None,
+            _keep: Box::new(pool),
+        })
+    }
+
+    /// A store on a pool for `workers` workers and as many producers, its
+    /// table emptied.
+    async fn store(&self, workers: usize) -> Result<(PostgresStore, PgPool), String> {
         let connections = u32::try_from(2 * workers + 4).unwrap_or(u32::MAX).max(10);
         let pool = exactly_store_postgres::pool_options()
             .max_connections(connections)
@@ -107,11 +124,7 @@ impl Postgres {
         pool.execute("TRUNCATE exactly_kv")
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Fresh {
-            store: Arc::new(store),
-            transport: transport(&pool).await?,
-            _keep: Box::new(pool),
-        })
+        Ok((store, pool))
     }
 
     /// `pgbench` transactions per second for a one-row `UPDATE` of one of

@@ -50,6 +50,7 @@ impl S3Nats {
         Ok(Fresh {
             store: Arc::new(store),
             transport: Arc::new(queue),
+            colocated: None,
             _keep: Box::new(()),
         })
     }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub modes: Vec<Guarantee>,
     /// Runs of each spec; the median is reported.
     pub repeats: usize,
+    /// Commits, sends and acks in one transaction (SQLite, PostgreSQL).
+    pub colocated: bool,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
                 .unwrap_or(2 * concurrency * shape.hops() as usize * self.batch),
             drain: self.drain,
             batch: self.batch,
+            colocated: self.colocated,
         }
     }
 }

@@ -7,14 +7,15 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use exactly::{
-    Context, Endpoint, Guarantee, Handler, HandlerError, Message, Sender, Store, Transport,
+    Colocated, Context, Endpoint, Guarantee, Handler, HandlerError, Message, Sender, Store,
+    Transport,
 };
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::counting_store::CountingStore;
+use crate::counting_store::{CountingColocated, CountingStore};
 use crate::measure::{RunResult, peak_rss_kib, reset_peak_rss};
 use crate::observed::Observed;
 use crate::producer::{Feed, spawn_producers};
@@ -104,12 +105,18 @@ pub struct Spec {
     pub drain: bool,
     /// Most deliveries a worker handles together.
     pub batch: usize,
+    /// Commit, send and ack in one transaction where the backend's queue
+    /// shares the store's database (`Fresh::colocated`).
+    pub colocated: bool,
 }
 
 /// A store and transport for one run, fresh, plus whatever keeps them alive.
 pub struct Fresh {
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn Transport>,
+    /// The store's and transport's one transaction, on backends whose
+    /// queue lives in the store's database (SQLite, PostgreSQL).
+    pub colocated: Option<Arc<dyn Colocated>>,
     /// Dropped after the run: a temporary directory, a pool.
     pub _keep: Box<dyn std::any::Any + Send>,
 }
@@ -150,9 +157,30 @@ pub async fn run(
     let endpoint_store = Arc::new(CountingStore::new(fresh.store.clone()));
     let producer_store = Arc::new(CountingStore::new(fresh.store.clone()));
     let (endpoint_ops, producer_ops) = (endpoint_store.counts(), producer_store.counts());
+    let colocated = match (&fresh.colocated, spec.colocated) {
+        (Some(unit), true) => Some(unit.clone()),
+        (None, true) => return Err("this backend's queue is not in the store's database".into()),
+        (_, false) => None,
+    };
+    let counted = |store: &Arc<CountingStore>, observed: Option<Arc<Observed>>| {
+        colocated.clone().map(|inner| {
+            Arc::new(CountingColocated {
+                inner,
+                store: store.clone(),
+                observed,
+            }) as Arc<dyn Colocated>
+        })
+    };
+    let endpoint_unit = counted(&endpoint_store, Some(observed.clone()));
+    let producer_unit = counted(&producer_store, None);
 
     let build = |name: &str, next: Option<String>| {
-        Endpoint::builder(name, endpoint_store.clone(), observed.clone())
+        let builder = Endpoint::builder(name, endpoint_store.clone(), observed.clone());
+        let builder = match &endpoint_unit {
+            Some(unit) => builder.colocated(unit.clone()),
+            None => builder,
+        };
+        builder
             .handler(Counter { next })
             .guarantee(spec.mode)
             .concurrency(spec.concurrency)
@@ -172,12 +200,15 @@ pub async fn run(
         endpoints.push(build(&last, None)?);
     }
 
-    let sender = Sender::new(
+    let mut sender = Sender::new(
         "bench-producer",
         producer_store.clone(),
         fresh.transport.clone(),
     )
     .map_err(|e| e.to_string())?;
+    if let Some(unit) = producer_unit {
+        sender = sender.colocated(unit);
+    }
     let feed = Feed {
         spec: spec.clone(),
         queue: first.clone(),
