@@ -75,23 +75,36 @@ const ACK: &str = concat!(
      WHERE q.seq = acked.seq AND q.queue = acked.queue"
 );
 
-/// The store's `exactly_put_all` (`$1`–`$3`), the ack of rows (`$4`
-/// queues, `$5` seqs) and the insert of new ones (`$6`–`$8`, notifying
-/// `$9`), as one statement: one round trip, one transaction, durable (no
-/// `relaxed`: the commit is the store's). Data-modifying CTEs run whether
-/// or not the outer query reads them; a refused precondition raises in
-/// `exactly_put_all` and so undoes the ack and the sends too.
-const COMMIT_WITH: &str = "WITH acked AS (
+/// The ack of rows (`$4` queues, `$5` seqs) as a data-modifying CTE, for
+/// the statements below. Such a CTE runs whether or not the outer query
+/// reads it; a refused precondition raises in `exactly_put_all` and so
+/// undoes it too.
+macro_rules! acked {
+    () => {
+        "WITH acked AS (
          DELETE FROM exactly_queue AS q
          USING UNNEST($4::text[], $5::int8[]) AS a (queue, seq)
-         WHERE q.seq = a.seq AND q.queue = a.queue),
+         WHERE q.seq = a.seq AND q.queue = a.queue)"
+    };
+}
+
+/// The store's `exactly_put_all` (`$1`–`$3`) and the ack of rows, as one
+/// statement: one round trip, one transaction, durable (no `relaxed`: the
+/// commit is the store's). For a commit that sends nothing.
+const COMMIT_ACK: &str = concat!(acked!(), " SELECT exactly_put_all($1, $2, $3)");
+
+/// [`COMMIT_ACK`] and the insert of new rows (`$6`–`$8`, notifying `$9`).
+const COMMIT_WITH: &str = concat!(
+    acked!(),
+    ",
      sent AS (
          INSERT INTO exactly_queue (queue, envelope, visible_at)
          SELECT * FROM UNNEST($6::text[], $7::bytea[], $8::int8[])
          RETURNING queue),
      notified AS (
          SELECT pg_notify($9, queue) FROM (SELECT DISTINCT queue FROM sent) AS s)
-     SELECT exactly_put_all($1, $2, $3), (SELECT count(*) FROM notified)";
+     SELECT exactly_put_all($1, $2, $3) WHERE (SELECT count(*) FROM notified) >= 0"
+);
 
 /// The queue on a PostgreSQL pool. Dropping it stops its listener task.
 #[derive(Debug)]
@@ -215,17 +228,27 @@ impl Table for PgTable {
     ) -> Result<Vec<Version>, StoreError> {
         let (keys, values, expected) = put_all_args(writes, max_value_bytes)?;
         let (acked_queues, acked_seqs): (Vec<&str>, Vec<i64>) = acked.iter().copied().unzip();
-        let (queues, envelopes, visible) = columns(rows);
-        let (versions, _notified): (Vec<i64>, i64) = sqlx::query_as(COMMIT_WITH)
-            .bind(keys)
-            .bind(values)
-            .bind(expected)
-            .bind(acked_queues)
-            .bind(acked_seqs)
-            .bind(queues)
-            .bind(envelopes)
-            .bind(visible)
-            .bind(NOTIFY_CHANNEL)
+        let query = sqlx::query_scalar(if rows.is_empty() {
+            COMMIT_ACK
+        } else {
+            COMMIT_WITH
+        })
+        .bind(keys)
+        .bind(values)
+        .bind(expected)
+        .bind(acked_queues)
+        .bind(acked_seqs);
+        let query = if rows.is_empty() {
+            query
+        } else {
+            let (queues, envelopes, visible) = columns(rows);
+            query
+                .bind(queues)
+                .bind(envelopes)
+                .bind(visible)
+                .bind(NOTIFY_CHANNEL)
+        };
+        let versions: Vec<i64> = query
             .fetch_one(&self.pool)
             .await
             .map_err(|e| put_all_error(e, writes))?;
