@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
-use crate::protocol::batch::put_groups;
+use crate::protocol::batch::{Group, put_groups};
 use crate::protocol::dispatched::Dispatched;
 use crate::protocol::finish::Finisher;
 use crate::protocol::{AttemptError, Probe, Sweeper};
@@ -295,15 +295,15 @@ impl Sender {
         let groups = envelopes
             .iter()
             .map(|e| {
-                vec![Write {
+                Group::from(vec![Write {
                     key: self.record_key(e.id),
                     value: self.intent_record(e.clone(), None).encode(),
                     precondition: Precondition::Absent,
-                }]
+                }])
             })
             .collect();
         finisher.step(crate::Step::Commit).await;
-        let written = put_groups(self.store.as_ref(), groups, || {}).await;
+        let written = put_groups(self.store.as_ref(), None, groups, || {}).await;
         // Written in the batch: sent together. Not written (sent before
         // under this id, or the batch write failed): decided one at a time
         // afterwards, with the repeats (a conflict is read, not trusted).

@@ -230,7 +230,8 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
 /// The fault harness on a store and queue in one database
 /// ([`exactly::Colocated`]): a commit, the messages it sends and the ack of
 /// the message it handled are one step, as is a `Sender`'s intent and its
-/// message; with and without the sweeper racing the workers.
+/// message; with and without the sweeper racing the workers, and with
+/// batches (every commit of a batch, their sends and acks in one step).
 #[tokio::test(flavor = "current_thread")]
 async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing() {
     let backend = harness::memory_colocated_backend();
@@ -247,6 +248,12 @@ async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing
             sweep_pct: 6,
             ..Config::default()
         },
+        Config {
+            schedules: 2_000,
+            first_seed: 150_000,
+            batch: 4,
+            ..Config::default()
+        },
     ];
     for config in configs {
         let config = config.from_env();
@@ -255,6 +262,10 @@ async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing
         assert!(
             report.colocated_commits > 4 * config.schedules,
             "commits sent and acked in one transaction: {report}"
+        );
+        assert!(
+            config.batch == 1 || report.batched > config.schedules,
+            "deliveries were committed in batches: {report}"
         );
     }
 }
@@ -307,14 +318,17 @@ async fn catches_a_colocated_commit_that_acks_when_refused() {
             }
         })
     });
-    let config = Config {
-        schedules: 10_000,
-        stop_on: vec![ViolationKind::Lost],
-        ..Config::default()
-    };
-    let report = harness::run(&config, &backend).await;
-    println!("{report}");
-    assert!(report.found(ViolationKind::Lost), "{report}");
+    for batch in [1, 4] {
+        let config = Config {
+            schedules: 10_000,
+            batch,
+            stop_on: vec![ViolationKind::Lost],
+            ..Config::default()
+        };
+        let report = harness::run(&config, &backend).await;
+        println!("batch {batch}: {report}");
+        assert!(report.found(ViolationKind::Lost), "batch {batch}: {report}");
+    }
 }
 
 /// Workers that receive up to four deliveries and handle them as a batch

@@ -143,7 +143,7 @@ impl Core {
         }
 
         finisher.step(Step::Commit).await;
-        let queued = self.queued_with_commit(&entry, pending, along);
+        let queued = along.and_then(|a| self.queued_with_commit(&entry, pending, a.receipt));
         let committed = match consume {
             Some(Consume::Holder(holder, token)) => {
                 self.commit_consuming(key, &base, &record, &token, *holder, queued.as_ref())
@@ -450,26 +450,27 @@ impl Core {
     }
 
     /// What the commit of `entry` takes along where the queue shares the
-    /// store's database: the ack, when the commit leaves nothing to do
-    /// (`pending` false), or the entry's messages and the ack, when all it
-    /// leaves is sending them (the incoming token consumed by the commit
-    /// itself). `None` otherwise, and always for the protocol's broken
-    /// variants, which run their steps one by one.
-    fn queued_with_commit(
+    /// store's database: the ack of `receipt`, when the commit leaves
+    /// nothing to do (`pending` false; at least once, with the captured
+    /// messages), or the entry's messages and the ack, when all it leaves
+    /// is sending them (the incoming token consumed by the commit itself).
+    /// `None` otherwise, without such a database, and always for the
+    /// protocol's broken variants, which run their steps one by one.
+    pub(crate) fn queued_with_commit(
         &self,
         entry: &OutboxEntry,
         pending: bool,
-        along: Option<&Along<'_>>,
+        receipt: &Receipt,
     ) -> Option<Queued> {
-        let along = along.filter(|_| self.colocated.is_some() && self.config.mutant.is_none())?;
-        let send = match pending {
-            false => Vec::new(),
-            true if entry.sends_only() => entry.messages.clone(),
-            true => return None,
-        };
+        if self.colocated.is_none() || self.config.mutant.is_some() {
+            return None;
+        }
+        if pending && !entry.sends_only() {
+            return None;
+        }
         Some(Queued {
-            send,
-            ack: vec![along.receipt.clone()],
+            send: entry.messages.clone(),
+            ack: vec![receipt.clone()],
         })
     }
 
@@ -537,11 +538,7 @@ impl Core {
         // Where the queue shares the database, the sends and the ack go
         // with the write, as they do with exactly-once.
         let queued = along
-            .filter(|_| self.colocated.is_some())
-            .map(|along| Queued {
-                send: prepared.entry.messages.clone(),
-                ack: vec![along.receipt.clone()],
-            });
+            .and_then(|a| self.queued_with_commit(&prepared.entry, prepared.pending, a.receipt));
         let committed = self
             .commit(key, &prepared.base, &prepared.record, queued.as_ref())
             .await;
@@ -846,9 +843,10 @@ fn publish_blobs(
 }
 
 /// The sends and acks a colocated commit takes along.
+#[derive(Clone, Default)]
 pub(crate) struct Queued {
-    send: Vec<Outgoing>,
-    ack: Vec<Receipt>,
+    pub send: Vec<Outgoing>,
+    pub ack: Vec<Receipt>,
 }
 
 /// The delivery an attempt handles, for a colocated commit to ack along

@@ -26,10 +26,11 @@ use std::sync::Arc;
 
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::attempt::{Job, Prepared, commit_attempt};
+use super::attempt::{Job, Prepared, Queued, commit_attempt};
 use super::stats::Counter;
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Step, pause};
 use crate::blob::CLAIM_HEADER;
+use crate::colocated::Colocated;
 use crate::endpoint::Guarantee;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
@@ -60,6 +61,8 @@ struct Committed {
     member: Member,
     prepared: Prepared,
     version: Version,
+    /// Sent and acked in the commit's own transaction (`Colocated`).
+    done_in_commit: bool,
 }
 
 impl Committed {
@@ -206,6 +209,18 @@ impl Core {
         pause(probe, Step::Commit).await;
         let (committed, refused) = self.commit_all(ready).await;
         give_back(refused, &mut back);
+        // Steps 4 and 6 done in the commit's transaction: the entries sent
+        // are left for the consumes, as `finish_all` would leave them.
+        let (in_commit, committed): (Vec<_>, Vec<_>) =
+            committed.into_iter().partition(|c| c.done_in_commit);
+        let mut done_already = Vec::with_capacity(in_commit.len());
+        for c in in_commit {
+            if self.config.guarantee == Guarantee::ExactlyOnce && c.prepared.pending {
+                self.dispatched
+                    .remember(&c.member.key, c.prepared.entry.incoming);
+            }
+            done_already.push(c.member);
+        }
         // Steps 4–5, then 6.
         let (finished, unfinished) = self.finish_all(committed, probe).await;
         give_back(unfinished, &mut back);
@@ -213,13 +228,16 @@ impl Core {
             .iter()
             .map(|m| m.delivery.receipt.clone())
             .collect();
-        pause(probe, Step::Ack).await;
-        if let Err(e) = self.transport.ack_all(&receipts).await {
-            // The work is done; redeliveries will be dropped as duplicates.
-            warn!(error = %e, "batch ack failed");
+        if !receipts.is_empty() {
+            pause(probe, Step::Ack).await;
+            if let Err(e) = self.transport.ack_all(&receipts).await {
+                // The work is done; redeliveries will be dropped as duplicates.
+                warn!(error = %e, "batch ack failed");
+            }
         }
         let done = finished
             .into_iter()
+            .chain(done_already)
             .map(|m| {
                 self.count(&Outcome::Processed);
                 self.stats.add(Counter::Batched);
@@ -284,15 +302,33 @@ impl Core {
         let atomic = self.store.capabilities().atomic_multi_key;
         let mut committed = Vec::with_capacity(ready.len());
         let mut refused = Vec::new();
+        // Where the queue shares the database: each member's sends and ack
+        // that can go with its commit (`Core::queued_with_commit`).
+        let queued: Vec<Option<Queued>> = ready
+            .iter()
+            .map(|r| {
+                let (p, receipt) = (&r.prepared, &r.member.delivery.receipt);
+                atomic
+                    .then(|| self.queued_with_commit(&p.entry, p.pending, receipt))
+                    .flatten()
+            })
+            .collect();
         let written: Vec<Result<Version, AttemptError>> = if atomic {
             let groups = ready
                 .iter()
-                .map(|r| r.prepared.writes(&r.member.key))
+                .zip(&queued)
+                .map(|(r, q)| Group {
+                    writes: r.prepared.writes(&r.member.key),
+                    queued: q.as_ref().map_or_else(Queued::default, Queued::clone),
+                })
                 .collect();
             // The entity's write comes first in each group.
-            put_groups(self.store.as_ref(), groups, || {
-                self.stats.add(Counter::Conflicts)
-            })
+            put_groups(
+                self.store.as_ref(),
+                self.colocated.as_deref(),
+                groups,
+                || self.stats.add(Counter::Conflicts),
+            )
             .await
             .into_iter()
             .map(|versions| {
@@ -310,12 +346,15 @@ impl Core {
             });
             futures::future::join_all(writes).await
         };
-        for (Ready { member, prepared }, written) in ready.into_iter().zip(written) {
+        for ((Ready { member, prepared }, written), queued) in
+            ready.into_iter().zip(written).zip(queued)
+        {
             match written {
                 Ok(version) => committed.push(Committed {
                     member,
                     prepared,
                     version,
+                    done_in_commit: queued.is_some(),
                 }),
                 Err(e) => {
                     if !atomic && matches!(e, AttemptError::Conflict) {
@@ -401,33 +440,70 @@ impl Core {
     }
 }
 
+/// One group of [`put_groups`]: writes, and the sends and acks that go
+/// with them where the queue shares the store's database.
+pub(crate) struct Group {
+    pub writes: Vec<Write>,
+    pub queued: Queued,
+}
+
+impl From<Vec<Write>> for Group {
+    fn from(writes: Vec<Write>) -> Self {
+        Self {
+            writes,
+            queued: Queued::default(),
+        }
+    }
+}
+
 /// One `put_all` of every group's writes, on a store that writes keys
-/// atomically. A write refused for a conflict takes only its own group
-/// out: the others, whose reads still stand, are written again without it,
-/// so one lost race costs one message its place in the batch, not the
-/// whole batch; `lost` is called for each. Returns each group's versions,
-/// `None` for a group not written.
+/// atomically — with the groups' sends and acks in the same transaction
+/// through `unit` where given (`Colocated::put_all_with`). A write refused
+/// for a conflict takes only its own group out: the others, whose reads
+/// still stand, are written again without it, so one lost race costs one
+/// message its place in the batch, not the whole batch; `lost` is called
+/// for each. Returns each group's versions, `None` for a group not
+/// written.
 pub(crate) async fn put_groups(
     store: &dyn Store,
-    groups: Vec<Vec<Write>>,
+    unit: Option<&dyn Colocated>,
+    groups: Vec<Group>,
     mut lost: impl FnMut(),
 ) -> Vec<Option<Vec<Version>>> {
     let mut written = vec![None; groups.len()];
     let mut live: Vec<usize> = (0..groups.len()).collect();
     while !live.is_empty() {
-        let writes = live.iter().flat_map(|g| groups[*g].clone()).collect();
-        match store.put_all(writes).await {
+        let writes = live
+            .iter()
+            .flat_map(|g| groups[*g].writes.clone())
+            .collect();
+        let send: Vec<Outgoing> = live
+            .iter()
+            .flat_map(|g| groups[*g].queued.send.clone())
+            .collect();
+        let ack: Vec<Receipt> = live
+            .iter()
+            .flat_map(|g| groups[*g].queued.ack.clone())
+            .collect();
+        let result = match unit {
+            Some(unit) if !send.is_empty() || !ack.is_empty() => {
+                unit.put_all_with(writes, send, ack).await
+            }
+            _ => store.put_all(writes).await,
+        };
+        match result {
             Ok(versions) => {
                 let mut versions = versions.into_iter();
                 for g in live {
-                    written[g] = Some(versions.by_ref().take(groups[g].len()).collect());
+                    let n = groups[g].writes.len();
+                    written[g] = Some(versions.by_ref().take(n).collect());
                 }
                 break;
             }
             Err(StoreError::Conflict { key }) => {
                 let loser = live
                     .iter()
-                    .position(|g| groups[*g].iter().any(|w| w.key == key));
+                    .position(|g| groups[*g].writes.iter().any(|w| w.key == key));
                 let Some(loser) = loser else { break };
                 debug!(%key, "a batch write lost its race; the rest again");
                 lost();

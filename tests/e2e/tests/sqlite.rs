@@ -60,21 +60,30 @@ async fn batches_on_sqlite_lose_and_duplicate_nothing() {
 
 /// The store and queue as one `StoreAndQueue`: commits, their sends and
 /// acks, and the sender's intents with their messages, each one SQLite
-/// transaction.
+/// transaction; one at a time and in batches.
 #[tokio::test(flavor = "current_thread")]
 async fn one_transaction_commits_on_sqlite_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = exactly_e2e::sqlite_colocated_backend(dir.path().join("e2e.db"))
         .await
         .expect("open the SQLite file");
-    let config = Config {
-        schedules: 200,
-        first_seed: 40_000,
-        ..Config::default()
-    };
-    let report = run_schedules("SQLite, one transaction", config, &backend).await;
-    assert!(
-        report.colocated_commits > 4 * 200,
-        "commits sent and acked in the same transaction: {report}"
-    );
+    // Seeds name each schedule's keys and queues in the shared file: the
+    // two runs take different ones.
+    for (schedules, first_seed, batch) in [(200, 40_000, 1), (100, 45_000, 4)] {
+        let config = Config {
+            schedules,
+            first_seed,
+            batch,
+            ..Config::default()
+        };
+        let report = run_schedules("SQLite, one transaction", config, &backend).await;
+        assert!(
+            report.colocated_commits > 4 * schedules,
+            "commits sent and acked in the same transaction: {report}"
+        );
+        assert!(
+            batch == 1 || report.batched > 0,
+            "deliveries were committed in batches: {report}"
+        );
+    }
 }
