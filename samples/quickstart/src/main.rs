@@ -1,7 +1,9 @@
 //! Quickstart: an `orders` endpoint that handles `PlaceOrder` exactly once
 //! and tells `billing` to charge, with every message sent twice on purpose.
 //! Store and queue share one SQLite file (`EXACTLY_DB`, default
-//! `exactly-quickstart.sqlite` in the system temp dir, recreated each run).
+//! `exactly-quickstart.sqlite` in the system temp dir, recreated each run),
+//! so a commit, the messages it sends and its ack are one transaction
+//! (`StoreAndQueue`, `colocated`).
 //! Run with `cargo run -p quickstart`.
 
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use exactly::{
     Context, Endpoint, Handler, HandlerError, Message, Sender, Store, Transport, handler_fn,
 };
 use exactly_store_sqlite::SqliteStore;
-use exactly_transport_sql::SqlQueue;
+use exactly_transport_sql::StoreAndQueue;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -77,15 +79,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let db = fresh_db()?;
     println!("database: {}", db.display());
-    let sqlite = SqliteStore::open(&db).await?;
-    let queue = SqlQueue::from_pool(sqlite.pool().clone()).await?;
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    let transport: Arc<dyn Transport> = Arc::new(queue);
+    // The store and a queue on its pool: one object, passed as the store,
+    // the transport and their one transaction.
+    let shared = Arc::new(StoreAndQueue::sqlite(SqliteStore::open(&db).await?).await?);
+    let store: Arc<dyn Store> = shared.clone();
+    let transport: Arc<dyn Transport> = shared.clone();
 
     let orders = Endpoint::builder("orders", store.clone(), transport.clone())
+        .colocated(shared.clone())
         .handler(Orders)
         .build()?;
     let billing = Endpoint::builder("billing", store.clone(), transport.clone())
+        .colocated(shared.clone())
         .handler(handler_fn(
             |m: &Charge| m.order.clone(),
             |charged: &mut u64, m: Charge, _ctx| {
@@ -95,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         ))
         .build()?;
 
-    let web = Sender::new("web", store.clone(), transport.clone())?;
+    let web = Sender::new("web", store.clone(), transport.clone())?.colocated(shared);
     for i in 0..5 {
         let order = PlaceOrder {
             order: format!("order-{i}"),

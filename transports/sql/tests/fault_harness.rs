@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exactly::Transport;
-use exactly::harness::{Backend, BackendFactory, ScheduleEnv};
+use exactly::harness::{Backend, BackendFactory, Config, ScheduleEnv};
+use exactly_conformance::harness::run_schedules;
 use exactly_store_postgres::PostgresStore;
 use exactly_transport_sql::{SqlQueue, StoreAndQueue};
 use exactly_transport_testkit::{
@@ -58,6 +59,17 @@ async fn one_statement_commits_on_postgres_lose_and_duplicate_nothing() {
     assert!(
         report.colocated_commits > 4 * 200,
         "commits sent and acked in the same statement: {report}"
+    );
+    let config = Config {
+        schedules: 100,
+        first_seed: 60_000,
+        batch: 4,
+        ..Config::default()
+    };
+    let report = run_schedules("PostgreSQL, one statement, batches", config, &factory).await;
+    assert!(
+        report.batched > 0 && report.colocated_commits > 4 * 100,
+        "batches committed, sent and acked in one statement: {report}"
     );
 }
 
