@@ -27,7 +27,7 @@ use crate::protocol::{AttemptError, Probe, Sweeper};
 use crate::record::{
     EntityRecord, INTENT_PREFIX, Loaded, OutboxEntry, read_record, validate_name, write_record,
 };
-use crate::store::{Precondition, Store, Write};
+use crate::store::{Precondition, Store, Version, Write};
 use crate::transport::{Outgoing, Transport};
 
 /// Why a send was not accepted. Once `send` returns `Ok`, the message is
@@ -282,25 +282,19 @@ impl Sender {
             return Ok(ids);
         }
         let finisher = self.finisher(probe);
-        let intents = envelopes
+        let intents: Vec<(String, EntityRecord)> = envelopes
             .iter()
             .map(|e| (self.record_key(e.id), self.intent_record(e.clone(), None)))
             .collect();
-        if self.send_colocated(&finisher, intents).await?.is_some() {
+        if self.send_colocated(&finisher, &intents).await?.is_some() {
             for envelope in repeats {
                 self.commit_and_dispatch(envelope, None, probe).await?;
             }
             return Ok(ids);
         }
-        let groups = envelopes
+        let groups = intents
             .iter()
-            .map(|e| {
-                Group::from(vec![Write {
-                    key: self.record_key(e.id),
-                    value: self.intent_record(e.clone(), None).encode(),
-                    precondition: Precondition::Absent,
-                }])
-            })
+            .map(|(key, record)| Group::from(vec![intent_write(key, record)]))
             .collect();
         finisher.step(crate::Step::Commit).await;
         let written = put_groups(self.store.as_ref(), None, groups, || {}).await;
@@ -340,24 +334,20 @@ impl Sender {
     /// Where the queue shares the store's database: creates the intent
     /// records and sends their messages in one transaction, and remembers
     /// them as sent (left for the receivers' consumes, as after a
-    /// dispatch). `None` when there is no such database, or when a record
-    /// exists already (an earlier send of the same id: the caller reads it
-    /// and finishes what it left).
+    /// dispatch); returns their versions. `None` when there is no such
+    /// database, or when a record exists already (an earlier send of the
+    /// same id: the caller reads it and finishes what it left).
     async fn send_colocated(
         &self,
         finisher: &Finisher<'_>,
-        intents: Vec<(String, EntityRecord)>,
-    ) -> Result<Option<Vec<Loaded>>, SendError> {
+        intents: &[(String, EntityRecord)],
+    ) -> Result<Option<Vec<Version>>, SendError> {
         let Some(unit) = &self.colocated else {
             return Ok(None);
         };
         let writes = intents
             .iter()
-            .map(|(key, record)| Write {
-                key: key.clone(),
-                value: record.encode(),
-                precondition: Precondition::Absent,
-            })
+            .map(|(key, record)| intent_write(key, record))
             .collect();
         let send = intents
             .iter()
@@ -370,20 +360,12 @@ impl Sender {
             Err(e) if e.is_conflict() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let sent = intents
-            .into_iter()
-            .zip(versions)
-            .map(|((key, record), version)| {
-                for entry in &record.outbox {
-                    self.dispatched.remember(&key, entry.incoming);
-                }
-                Loaded {
-                    record,
-                    version: Some(version),
-                }
-            })
-            .collect();
-        Ok(Some(sent))
+        for (key, record) in intents {
+            for entry in &record.outbox {
+                self.dispatched.remember(key, entry.incoming);
+            }
+        }
+        Ok(Some(versions))
     }
 
     /// Refuses an envelope whose token is not this sender's for its id: its
@@ -427,13 +409,15 @@ impl Sender {
     ) -> Result<Loaded, SendError> {
         let id = envelope.id;
         let key = self.record_key(id);
-        let record = self.intent_record(envelope, state);
+        let intent = [(key, self.intent_record(envelope, state))];
         let finisher = self.finisher(probe);
-        if let Some(mut sent) = self
-            .send_colocated(&finisher, vec![(key.clone(), record.clone())])
-            .await?
-        {
-            return Ok(sent.remove(0));
+        let sent = self.send_colocated(&finisher, &intent).await?;
+        let [(key, record)] = intent;
+        if let Some(versions) = sent {
+            return Ok(Loaded {
+                record,
+                version: versions.into_iter().next(),
+            });
         }
         let committed = self.commit_intent(&finisher, &key, record).await?;
         match self
@@ -663,5 +647,14 @@ impl Sender {
             mutant: None,
             stats: None,
         }
+    }
+}
+
+/// The write that creates the intent record `record` at `key`.
+fn intent_write(key: &str, record: &EntityRecord) -> Write {
+    Write {
+        key: key.to_owned(),
+        value: record.encode(),
+        precondition: Precondition::Absent,
     }
 }

@@ -3,7 +3,6 @@
 //! store/transport faults; 0 lost, 0 duplicated, no ghost, nothing left.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use exactly::harness::{self, Config, ViolationKind, Workload};
 use exactly::{
@@ -298,25 +297,8 @@ impl Colocated for AcksEvenWhenRefused {
 
 #[tokio::test(flavor = "current_thread")]
 async fn catches_a_colocated_commit_that_acks_when_refused() {
-    let backend: harness::BackendFactory = Arc::new(|env: harness::ScheduleEnv| {
-        Box::pin(async move {
-            let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
-            let transport = Arc::new(
-                MemoryTransport::with_clock(env.clock.clone())
-                    .reordering(env.random.clone())
-                    .visibility_timeout(Duration::from_secs(1 << 30)),
-            );
-            let unit = AcksEvenWhenRefused {
-                store: store.clone(),
-                transport: transport.clone(),
-            };
-            harness::Backend {
-                store,
-                transport,
-                namespace: String::new(),
-                colocated: Some(Arc::new(unit)),
-            }
-        })
+    let backend = harness::memory_colocated_backend_with(|store, transport| {
+        Arc::new(AcksEvenWhenRefused { store, transport })
     });
     for batch in [1, 4] {
         let config = Config {

@@ -32,7 +32,7 @@ use futures::future::BoxFuture;
 use crate::colocated::Colocated;
 use crate::env::{ManualClock, Random};
 use crate::fault::{StoreFaults, TransportFaults};
-use crate::memory::MemoryColocated;
+use crate::memory::{MemoryColocated, MemoryStore, MemoryTransport};
 use crate::protocol::Mutant;
 use crate::store::Store;
 use crate::transport::Transport;
@@ -71,7 +71,7 @@ pub type BackendFactory = Arc<dyn Fn(ScheduleEnv) -> BoxFuture<'static, Backend>
 
 /// In-memory store and reordering in-memory transport, fresh per schedule.
 pub fn memory_backend() -> BackendFactory {
-    memory_backend_over(|| Arc::new(crate::memory::MemoryStore::new()))
+    memory_backend_over(|| Arc::new(MemoryStore::new()))
 }
 
 /// A fresh store from `store` and the reordering in-memory transport, per
@@ -83,12 +83,9 @@ pub fn memory_backend_over(
     Arc::new(move |env: ScheduleEnv| {
         let store = store();
         Box::pin(async move {
-            let transport = crate::memory::MemoryTransport::with_clock(env.clock.clone())
-                .reordering(env.random.clone())
-                .visibility_timeout(std::time::Duration::from_secs(1 << 30));
             Backend {
                 store,
-                transport: Arc::new(transport),
+                transport: Arc::new(memory_transport(&env)),
                 namespace: String::new(),
                 colocated: None,
             }
@@ -96,23 +93,36 @@ pub fn memory_backend_over(
     })
 }
 
+/// The schedule's in-memory transport: on its clock, delivering in random
+/// order, with leases that never run out on their own (the harness expires
+/// them).
+pub fn memory_transport(env: &ScheduleEnv) -> MemoryTransport {
+    MemoryTransport::with_clock(env.clock.clone())
+        .reordering(env.random.clone())
+        .visibility_timeout(std::time::Duration::from_secs(1 << 30))
+}
+
 /// In-memory store (with `put_all`) and reordering in-memory transport,
 /// fresh per schedule, committing through [`MemoryColocated`]: commits,
 /// their sends and acks as one step.
 pub fn memory_colocated_backend() -> BackendFactory {
-    Arc::new(|env: ScheduleEnv| {
+    memory_colocated_backend_with(|store, transport| {
+        Arc::new(MemoryColocated::new(store, transport))
+    })
+}
+
+/// Like [`memory_colocated_backend`], committing through the [`Colocated`]
+/// that `unit` makes of the schedule's store and transport (the harness's
+/// own tests pass broken ones).
+pub fn memory_colocated_backend_with(
+    unit: fn(Arc<MemoryStore>, Arc<MemoryTransport>) -> Arc<dyn Colocated>,
+) -> BackendFactory {
+    Arc::new(move |env: ScheduleEnv| {
         Box::pin(async move {
-            let store = Arc::new(crate::memory::MemoryStore::new().atomic_multi_key(true));
-            let transport = Arc::new(
-                crate::memory::MemoryTransport::with_clock(env.clock.clone())
-                    .reordering(env.random.clone())
-                    .visibility_timeout(std::time::Duration::from_secs(1 << 30)),
-            );
+            let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
+            let transport = Arc::new(memory_transport(&env));
             Backend {
-                colocated: Some(Arc::new(MemoryColocated::new(
-                    store.clone(),
-                    transport.clone(),
-                ))),
+                colocated: Some(unit(store.clone(), transport.clone())),
                 store,
                 transport,
                 namespace: String::new(),

@@ -158,13 +158,10 @@ impl Core {
             }
             other => other?,
         };
-        if let (Some(along), Some(queued)) = (along, &queued) {
-            // Steps 4 and 6 were part of the commit: the entry, if any, is
-            // sent, and left for the consumes as `finish_committed` would.
+        if let (Some(along), Some(_)) = (along, &queued) {
+            // Steps 4 and 6 were part of the commit.
             along.acked();
-            if !queued.send.is_empty() {
-                self.dispatched.remember(key, entry.incoming);
-            }
+            self.sent_in_commit(key, &entry);
             return Ok(Outcome::Processed);
         }
 
@@ -472,6 +469,16 @@ impl Core {
             send: entry.messages.clone(),
             ack: vec![receipt.clone()],
         })
+    }
+
+    /// After a commit that sent `entry`'s messages in its own transaction:
+    /// the entry, if it has any, is left for the consumes and remembered,
+    /// as `finish_committed` leaves an entry it sent.
+    pub(crate) fn sent_in_commit(&self, key: &str, entry: &OutboxEntry) {
+        let exactly_once = self.config.guarantee == crate::endpoint::Guarantee::ExactlyOnce;
+        if exactly_once && !entry.messages.is_empty() {
+            self.dispatched.remember(key, entry.incoming);
+        }
     }
 
     /// Step 3's write of one record, with the sends and the ack of
@@ -843,7 +850,7 @@ fn publish_blobs(
 }
 
 /// The sends and acks a colocated commit takes along.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct Queued {
     pub send: Vec<Outgoing>,
     pub ack: Vec<Receipt>,

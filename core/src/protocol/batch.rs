@@ -209,18 +209,16 @@ impl Core {
         pause(probe, Step::Commit).await;
         let (committed, refused) = self.commit_all(ready).await;
         give_back(refused, &mut back);
-        // Steps 4 and 6 done in the commit's transaction: the entries sent
-        // are left for the consumes, as `finish_all` would leave them.
+        // Steps 4 and 6 done in the commit's transaction.
         let (in_commit, committed): (Vec<_>, Vec<_>) =
             committed.into_iter().partition(|c| c.done_in_commit);
-        let mut done_already = Vec::with_capacity(in_commit.len());
-        for c in in_commit {
-            if self.config.guarantee == Guarantee::ExactlyOnce && c.prepared.pending {
-                self.dispatched
-                    .remember(&c.member.key, c.prepared.entry.incoming);
-            }
-            done_already.push(c.member);
-        }
+        let done_already: Vec<Member> = in_commit
+            .into_iter()
+            .map(|c| {
+                self.sent_in_commit(&c.member.key, &c.prepared.entry);
+                c.member
+            })
+            .collect();
         // Steps 4–5, then 6.
         let (finished, unfinished) = self.finish_all(committed, probe).await;
         give_back(unfinished, &mut back);
@@ -304,7 +302,7 @@ impl Core {
         let mut refused = Vec::new();
         // Where the queue shares the database: each member's sends and ack
         // that can go with its commit (`Core::queued_with_commit`).
-        let queued: Vec<Option<Queued>> = ready
+        let mut queued: Vec<Option<Queued>> = ready
             .iter()
             .map(|r| {
                 let (p, receipt) = (&r.prepared, &r.member.delivery.receipt);
@@ -313,13 +311,14 @@ impl Core {
                     .flatten()
             })
             .collect();
+        let done_in_commit: Vec<bool> = queued.iter().map(Option::is_some).collect();
         let written: Vec<Result<Version, AttemptError>> = if atomic {
             let groups = ready
                 .iter()
-                .zip(&queued)
+                .zip(&mut queued)
                 .map(|(r, q)| Group {
                     writes: r.prepared.writes(&r.member.key),
-                    queued: q.as_ref().map_or_else(Queued::default, Queued::clone),
+                    queued: q.take().unwrap_or_default(),
                 })
                 .collect();
             // The entity's write comes first in each group.
@@ -346,15 +345,15 @@ impl Core {
             });
             futures::future::join_all(writes).await
         };
-        for ((Ready { member, prepared }, written), queued) in
-            ready.into_iter().zip(written).zip(queued)
+        for ((Ready { member, prepared }, written), done_in_commit) in
+            ready.into_iter().zip(written).zip(done_in_commit)
         {
             match written {
                 Ok(version) => committed.push(Committed {
                     member,
                     prepared,
                     version,
-                    done_in_commit: queued.is_some(),
+                    done_in_commit,
                 }),
                 Err(e) => {
                     if !atomic && matches!(e, AttemptError::Conflict) {

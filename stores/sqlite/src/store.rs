@@ -109,9 +109,7 @@ impl SqliteStore {
     /// new counter value, which it returns; the first refused precondition
     /// rolls all back.
     async fn write_all(&self, writes: &[Write]) -> Result<i64, StoreError> {
-        for w in writes {
-            StoreError::check_size(&w.key, w.value.len(), self.max_value_bytes)?;
-        }
+        check_sizes(writes, self.max_value_bytes)?;
         // IMMEDIATE takes the write lock up front (waiting up to the busy
         // timeout), so the counter bump and the writes commit together.
         let mut tx = self
@@ -135,11 +133,16 @@ pub async fn put_all_in(
     writes: &[Write],
     max_value_bytes: usize,
 ) -> Result<Vec<Version>, StoreError> {
-    for w in writes {
-        StoreError::check_size(&w.key, w.value.len(), max_value_bytes)?;
-    }
+    check_sizes(writes, max_value_bytes)?;
     let version = write_in(tx, writes).await?;
     Ok(vec![to_version(version); writes.len()])
+}
+
+/// `TooLarge` for the first value over `max_value_bytes`.
+fn check_sizes(writes: &[Write], max_value_bytes: usize) -> Result<(), StoreError> {
+    writes
+        .iter()
+        .try_for_each(|w| StoreError::check_size(&w.key, w.value.len(), max_value_bytes))
 }
 
 /// Bumps the version counter and writes every key under its precondition

@@ -46,13 +46,19 @@ where
     C: FnOnce(Arc<dyn Transport>, String) -> CFut,
     CFut: Future<Output = ()>,
 {
-    let namespace = format!("c_{}_", unique_name(name));
+    let namespace = queue_namespace(name);
     run(
         factory,
         |t| Arc::new(t) as Arc<dyn Transport>,
         check,
         namespace,
     );
+}
+
+/// A prefix for the queues (and keys) of check `name`: valid as a queue
+/// name on every transport.
+fn queue_namespace(name: &str) -> String {
+    format!("c_{}_", unique_name(name))
 }
 
 /// Runs a colocated check on a backend from `factory`, which gets a fresh
@@ -66,7 +72,7 @@ where
     C: FnOnce(Arc<dyn Shared>, String) -> CFut,
     CFut: Future<Output = ()>,
 {
-    let namespace = format!("c_{}_", unique_name(name));
+    let namespace = queue_namespace(name);
     run(
         factory,
         |t| Arc::new(t) as Arc<dyn Shared>,

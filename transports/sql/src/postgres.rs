@@ -93,7 +93,9 @@ macro_rules! acked {
 /// commit is the store's). For a commit that sends nothing.
 const COMMIT_ACK: &str = concat!(acked!(), " SELECT exactly_put_all($1, $2, $3)");
 
-/// [`COMMIT_ACK`] and the insert of new rows (`$6`–`$8`, notifying `$9`).
+/// [`COMMIT_ACK`] and the insert of new rows (`$6`–`$8`), notifying `$9`
+/// once per queue on commit. `notified` is a plain `SELECT`, which runs
+/// only if the outer query reads it: the always-true `WHERE` does.
 const COMMIT_WITH: &str = concat!(
     acked!(),
     ",
