@@ -317,7 +317,9 @@ async fn catches_a_colocated_commit_that_acks_when_refused() {
 /// (one `get_all`, one `put_all`, one `ack_all`), beside the faults of
 /// every other schedule: on a store with atomic multi-key writes, on one
 /// without (one commit per message, one read for all), and with blob side
-/// effects and claim checks.
+/// effects and claim checks. Where the store writes keys atomically,
+/// members whose tokens share a holder (hop 0 sends the next hop and a
+/// publish from one record) consume them in one write of it.
 #[tokio::test(flavor = "current_thread")]
 async fn batches_lose_and_duplicate_nothing() {
     let atomic =
@@ -330,6 +332,7 @@ async fn batches_lose_and_duplicate_nothing() {
                 ..Config::default()
             },
             atomic.clone(),
+            true,
         ),
         (
             Config {
@@ -341,6 +344,7 @@ async fn batches_lose_and_duplicate_nothing() {
                 ..Config::default()
             },
             harness::memory_backend(),
+            false,
         ),
         (
             Config {
@@ -351,15 +355,22 @@ async fn batches_lose_and_duplicate_nothing() {
                 ..Config::default()
             },
             atomic,
+            // Claim-checked hops go one at a time: no two members share.
+            false,
         ),
     ];
-    for (config, backend) in runs {
+    for (config, backend, shares) in runs {
         let config = config.from_env();
         let report = harness::run(&config, &backend).await;
         assert_clean(&report);
         assert!(
             report.batched > config.schedules,
             "deliveries were committed in batches: {report}"
+        );
+        assert_eq!(
+            report.shared_consumes > 0,
+            shares,
+            "tokens consumed from a shared holder in one write: {report}"
         );
     }
 }
@@ -384,6 +395,11 @@ async fn catches_with_put_all(mutant: Mutant, batch: usize, expected: ViolationK
 #[tokio::test(flavor = "current_thread")]
 async fn catches_a_batch_that_shares_keys() {
     catches_with_put_all(Mutant::BatchSharedKeys, 4, ViolationKind::Lost).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_batch_that_writes_a_shared_holder_once_per_member() {
+    catches_with_put_all(Mutant::BatchHolderPerMember, 4, ViolationKind::Duplicated).await;
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -337,6 +337,9 @@ pub struct Report {
     pub one_write_commits: u64,
     /// Deliveries committed in a batch with others (`Config::batch`).
     pub batched: u64,
+    /// Of those, deliveries whose token was consumed in one write of its
+    /// holder with other members' of the batch.
+    pub shared_consumes: u64,
     /// Commits that sent or acked in the same transaction
     /// ([`Backend::colocated`]).
     pub colocated_commits: u64,
@@ -374,12 +377,13 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {}, colocated commits {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {} ({} shared consumes), colocated commits {}",
             self.lost,
             self.duplicated,
             self.violations.len(),
             self.one_write_commits,
             self.batched,
+            self.shared_consumes,
             self.colocated_commits
         )?;
         if let Some(v) = self.violations.first() {

@@ -633,11 +633,10 @@ impl World {
             let log = lock(&self.log);
             report.one_write_commits += log.one_write_commits;
             report.colocated_commits += log.colocated_commits;
-            report.batched += self
-                .endpoints
-                .iter()
-                .map(|e| e.stats().snapshot().batched)
-                .sum::<u64>();
+            for stats in self.endpoints.iter().map(|e| e.stats().snapshot()) {
+                report.batched += stats.batched;
+                report.shared_consumes += stats.shared_consumes;
+            }
             for sent in &log.sent {
                 let (id, body) = (sent.envelope.id, &sent.envelope.body);
                 match log.committed.get(&id) {

@@ -19,7 +19,7 @@ use crate::error::HandlerError;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::message::Message;
-use crate::message::{DedupToken, Envelope};
+use crate::message::{DedupToken, Envelope, MessageId};
 use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
 use crate::store::{Store, Version, Write};
 use crate::transport::{Outgoing, Receipt};
@@ -428,7 +428,8 @@ impl Core {
             if !holder.record.tokens.contains(&token.id) {
                 break;
             }
-            let writes = vec![entity.clone(), consumed_write(&holder, token)];
+            let consumed = holder_without(&token.record, &holder, [token.id]);
+            let writes = vec![entity.clone(), consumed];
             match self.put_all(writes, queued).instrument(span.clone()).await {
                 Ok(versions) => {
                     return versions
@@ -782,27 +783,56 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// The conditional writes of the commit: the entity's record, and the
-    /// token holder's without the token when the commit consumes it there.
-    pub(crate) fn writes(&self, key: &str) -> Vec<Write> {
-        let mut writes = vec![Write {
+    /// The conditional write of the entity's record alone.
+    pub(crate) fn entity_write(&self, key: &str) -> Write {
+        Write {
             key: key.to_owned(),
             value: self.record.encode(),
             precondition: self.base.precondition(),
-        }];
-        if let Some(Consume::Holder(holder, token)) = &self.consume {
-            writes.push(consumed_write(holder, token));
         }
-        writes
+    }
+
+    /// The token holder this commit consumes its token from, when it is
+    /// another record: its key.
+    pub(crate) fn holder_key(&self) -> Option<&str> {
+        match &self.consume {
+            Some(Consume::Holder(_, token)) => Some(&token.record),
+            _ => None,
+        }
     }
 }
 
-/// The write of a token holder as read, without the token.
-fn consumed_write(holder: &Loaded, token: &DedupToken) -> Write {
+/// The write of a token holder as the first of `commits` read it, without
+/// the token of each of them that consumes one there: what their commits
+/// one right after another would leave in the holder. `None` when none of
+/// them consumes from another record. Every one of `commits` must have read
+/// the same holder, at the same version (a batch's one read).
+pub(crate) fn consumed_write<'a>(commits: impl IntoIterator<Item = &'a Prepared>) -> Option<Write> {
+    let mut consumes = commits.into_iter().filter_map(|p| match &p.consume {
+        Some(Consume::Holder(holder, token)) => Some((holder.as_ref(), token)),
+        _ => None,
+    });
+    let (holder, token) = consumes.next()?;
+    let others = consumes.map(|(other, token)| {
+        debug_assert_eq!(other.version, holder.version, "one read of the holder");
+        token.id
+    });
+    Some(holder_without(
+        &token.record,
+        holder,
+        std::iter::once(token.id).chain(others),
+    ))
+}
+
+/// The write of the token holder at `key`, as read, without the tokens
+/// `ids`.
+fn holder_without(key: &str, holder: &Loaded, ids: impl IntoIterator<Item = MessageId>) -> Write {
     let mut consumed = holder.record.clone();
-    consumed.consume_token(token.id);
+    for id in ids {
+        consumed.consume_token(id);
+    }
     Write {
-        key: token.record.clone(),
+        key: key.to_owned(),
         value: consumed.encode(),
         precondition: holder.precondition(),
     }

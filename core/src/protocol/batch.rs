@@ -8,25 +8,31 @@
 //! Its read is every message's step-1 load and step-2 token read, made at
 //! one instant (each holder no earlier than its entity). Its `put_all` is
 //! every message's step-3 commit, each under its own precondition, made at
-//! one instant. No key is read or written for two messages of one batch,
-//! so no precondition depends on another message's write: the batch
-//! commits as its messages' commits would, one right after the other with
-//! nothing in between — an interleaving `tla/ExactlyOnce.tla` already
-//! checks. A refused `put_all` refuses every write, as if each of those
-//! attempts had lost its race; the batch then writes the others again
-//! without the message whose write was refused. Whatever the batch does
-//! not take — a second
-//! message for a key already in it, a claim-checked body, an entity with a
-//! pending entry, a token found gone, a failed handler, a refused commit —
-//! goes through [`Core::handle_delivery`] afterwards, which decides it as
-//! it would any delivery.
+//! one instant. No entity is read or written for two messages of one
+//! batch, so no entity's precondition depends on another message's write.
+//! A token holder may be shared — several messages from one sender — on a
+//! store that writes keys atomically: it is read once and written once,
+//! without every one of their tokens, under the version the batch read.
+//! That is what their commits one right after another would leave in it,
+//! each reading the holder the one before had just written (a message's
+//! check looks only at its own token, which the others' consumes leave
+//! alone). Either way the batch commits as its messages' commits would,
+//! one right after the other with nothing in between — an interleaving
+//! `tla/ExactlyOnce.tla` already checks. A refused `put_all` refuses every
+//! write, as if each of those attempts had lost its race; the batch then
+//! writes the others again without the messages whose write was refused.
+//! Whatever the batch does not take — a second message for an entity
+//! already in it, a claim-checked body, an entity with a pending entry, a
+//! token found gone, a failed handler, a refused commit — goes through
+//! [`Core::handle_delivery`] afterwards, which decides it as it would any
+//! delivery.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::attempt::{Job, Prepared, Queued, commit_attempt};
+use super::attempt::{Job, Prepared, Queued, commit_attempt, consumed_write};
 use super::stats::Counter;
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Step, pause};
 use crate::blob::CLAIM_HEADER;
@@ -78,6 +84,34 @@ impl Committed {
 /// Deliveries for the one-at-a-time path, with their places in the batch.
 type Rest = Vec<(usize, Delivery)>;
 
+/// The keys the batch's members claimed: each entity by one member; each
+/// token holder by one, or by several where the store shares holders.
+#[derive(Default)]
+struct Taken {
+    entities: HashSet<String>,
+    holders: HashSet<String>,
+}
+
+/// What the batch reads: every member's entity, in order, then each token
+/// holder once (so every holder is read no earlier than the entities of
+/// its members), with where each holder is in the read.
+struct ReadKeys<'a> {
+    all: Vec<&'a str>,
+    holder: HashMap<&'a str, usize>,
+}
+
+fn read_keys(members: &[Member]) -> ReadKeys<'_> {
+    let mut all: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+    let mut holder = HashMap::new();
+    for h in members.iter().filter_map(|m| m.holder.as_deref()) {
+        holder.entry(h).or_insert_with(|| {
+            all.push(h);
+            all.len() - 1
+        });
+    }
+    ReadKeys { all, holder }
+}
+
 impl Core {
     /// Handles the deliveries of one receive; returns their outcomes in the
     /// order given. Each delivery ends as [`Core::handle_delivery`] would
@@ -109,7 +143,10 @@ impl Core {
     /// protocol's deliberately broken variants are one-at-a-time only,
     /// but for the batch's own.
     fn batches(&self) -> bool {
-        matches!(self.config.mutant, None | Some(Mutant::BatchSharedKeys))
+        matches!(
+            self.config.mutant,
+            None | Some(Mutant::BatchSharedKeys | Mutant::BatchHolderPerMember)
+        )
     }
 
     /// Splits the deliveries into batch members (no key shared) and the rest.
@@ -119,7 +156,7 @@ impl Core {
         if !self.batches() {
             return (members, deliveries.into_iter().enumerate().collect());
         }
-        let mut taken = HashSet::new();
+        let mut taken = Taken::default();
         for (index, delivery) in deliveries.into_iter().enumerate() {
             match self.member(&delivery, &mut taken) {
                 Some((handler, key, holder)) => members.push(Member {
@@ -140,7 +177,7 @@ impl Core {
     fn member(
         &self,
         delivery: &Delivery,
-        taken: &mut HashSet<String>,
+        taken: &mut Taken,
     ) -> Option<(Arc<dyn ErasedHandler>, String, Option<String>)> {
         let envelope = &delivery.envelope;
         if envelope.header(CLAIM_HEADER).is_some() {
@@ -156,11 +193,20 @@ impl Core {
             .filter(|_| self.config.guarantee == Guarantee::ExactlyOnce)
             .map(|t| t.record.clone())
             .filter(|holder| *holder != key);
-        let keys = std::iter::once(&key).chain(holder.as_ref());
-        if keys.clone().any(|k| taken.contains(k)) && !self.is(Mutant::BatchSharedKeys) {
+        // A holder is shared only where one `put_all` writes it once for
+        // all its members; elsewhere each member's finisher consumes from
+        // the holder as the batch read it, and they would race.
+        let shares_holders = self.store.capabilities().atomic_multi_key;
+        let free = !taken.entities.contains(&key)
+            && !taken.holders.contains(&key)
+            && holder.as_ref().is_none_or(|h| {
+                !taken.entities.contains(h) && (shares_holders || !taken.holders.contains(h))
+            });
+        if !free && !self.is(Mutant::BatchSharedKeys) {
             return None;
         }
-        taken.extend(keys.cloned());
+        taken.entities.insert(key.clone());
+        taken.holders.extend(holder.clone());
         Some((handler, key, holder))
     }
 
@@ -177,11 +223,8 @@ impl Core {
         };
         // Steps 1–2: one read of every entity and token holder.
         pause(probe, Step::Load).await;
-        let keys: Vec<&str> = members
-            .iter()
-            .flat_map(|m| std::iter::once(m.key.as_str()).chain(m.holder.as_deref()))
-            .collect();
-        let read = match self.store.get_all(&keys).await {
+        let keys = read_keys(&members);
+        let read = match self.store.get_all(&keys.all).await {
             Ok(read) => read,
             Err(e) => {
                 debug!(error = %e, "batch read failed; one at a time");
@@ -190,11 +233,16 @@ impl Core {
             }
         };
         pause(probe, Step::CheckToken).await;
-        let mut read = read.into_iter();
+        let holders: Vec<Option<Option<Versioned>>> = members
+            .iter()
+            .map(|m| {
+                m.holder
+                    .as_ref()
+                    .map(|h| read[keys.holder[h.as_str()]].clone())
+            })
+            .collect();
         let mut ready = Vec::with_capacity(members.len());
-        for member in members {
-            let entity = read.next().flatten();
-            let holder = member.holder.as_ref().map(|_| read.next().flatten());
+        for ((member, entity), holder) in members.into_iter().zip(read).zip(holders) {
             pause(probe, Step::Handle).await;
             match self.take(&member, entity, holder).await {
                 Ok(Some(prepared)) => ready.push(Ready { member, prepared }),
@@ -313,29 +361,50 @@ impl Core {
             .collect();
         let done_in_commit: Vec<bool> = queued.iter().map(Option::is_some).collect();
         let written: Vec<Result<Version, AttemptError>> = if atomic {
-            let groups = ready
+            // One group per token holder: its members' entity writes, then
+            // the holder's, without all their tokens.
+            let plan = self.share_holders(&ready);
+            let groups = plan
                 .iter()
-                .zip(&mut queued)
-                .map(|(r, q)| Group {
-                    writes: r.prepared.writes(&r.member.key),
-                    queued: q.take().unwrap_or_default(),
+                .map(|members| {
+                    let prepared = members.iter().map(|&i| &ready[i].prepared);
+                    let mut writes: Vec<Write> = members
+                        .iter()
+                        .map(|&i| ready[i].prepared.entity_write(&ready[i].member.key))
+                        .collect();
+                    writes.extend(consumed_write(prepared));
+                    let mut together = Queued::default();
+                    for q in members.iter().filter_map(|&i| queued[i].take()) {
+                        together.send.extend(q.send);
+                        together.ack.extend(q.ack);
+                    }
+                    Group {
+                        writes,
+                        queued: together,
+                    }
                 })
                 .collect();
-            // The entity's write comes first in each group.
-            put_groups(
+            let versions = put_groups(
                 self.store.as_ref(),
                 self.colocated.as_deref(),
                 groups,
                 || self.stats.add(Counter::Conflicts),
             )
-            .await
-            .into_iter()
-            .map(|versions| {
-                versions
-                    .and_then(|v| v.into_iter().next())
-                    .ok_or_else(|| AttemptError::Retry("not written in the batch".into()))
-            })
-            .collect()
+            .await;
+            let mut written: Vec<Option<Version>> = vec![None; ready.len()];
+            for (members, versions) in plan.iter().zip(versions) {
+                let shared = members.len() > 1;
+                for (&i, version) in members.iter().zip(versions.into_iter().flatten()) {
+                    written[i] = Some(version);
+                    if shared {
+                        self.stats.add(Counter::SharedConsumes);
+                    }
+                }
+            }
+            written
+                .into_iter()
+                .map(|v| v.ok_or_else(|| AttemptError::Retry("not written in the batch".into())))
+                .collect()
         } else {
             // One conditional write each, side by side: no two members
             // write the same key, so no order among them matters.
@@ -364,6 +433,28 @@ impl Core {
             }
         }
         (committed, refused)
+    }
+
+    /// The members of each `put_all` group, by index: those whose commits
+    /// consume from one token holder together (their entity writes, then
+    /// the holder's once), every other member alone.
+    fn share_holders(&self, ready: &[Ready]) -> Vec<Vec<usize>> {
+        let merge = !self.is(Mutant::BatchSharedKeys) && !self.is(Mutant::BatchHolderPerMember);
+        let mut plan: Vec<Vec<usize>> = Vec::with_capacity(ready.len());
+        let mut by_holder: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in ready.iter().enumerate() {
+            match r.prepared.holder_key().filter(|_| merge) {
+                Some(h) => match by_holder.get(h) {
+                    Some(&group) => plan[group].push(i),
+                    None => {
+                        by_holder.insert(h, plan.len());
+                        plan.push(vec![i]);
+                    }
+                },
+                None => plan.push(vec![i]),
+            }
+        }
+        plan
     }
 
     /// Steps 4–5 of every committed member: the messages of all entries

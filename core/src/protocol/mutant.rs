@@ -34,6 +34,12 @@ pub enum Mutant {
     /// it, and the later write of the key in the `put_all` overwrites the
     /// earlier one, whose effect is lost.
     BatchSharedKeys,
+    /// Batch members whose tokens share a holder each write the holder as
+    /// the batch read it, less their own token, instead of one write less
+    /// all of them: the last write in the `put_all` wins, the other
+    /// members' tokens stay, and a later copy of one of those messages
+    /// runs the handler again.
+    BatchHolderPerMember,
     /// A worker remembers the entry it leaves for the receivers' consumes
     /// before sending its messages, not after: a crash in between, and the
     /// redelivery finds the entry "sent", skips it, and the messages are
@@ -56,12 +62,15 @@ impl Mutant {
     pub(crate) fn breaks_only_new_paths(self) -> bool {
         matches!(
             self,
-            Mutant::BatchSharedKeys | Mutant::LeaveUnsent | Mutant::LeaveUnconsumed
+            Mutant::BatchSharedKeys
+                | Mutant::BatchHolderPerMember
+                | Mutant::LeaveUnsent
+                | Mutant::LeaveUnconsumed
         )
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 10] = [
+    pub const ALL: [Mutant; 11] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -70,6 +79,7 @@ impl Mutant {
         Mutant::CollectWithoutChecking,
         Mutant::ForgetWholeEntry,
         Mutant::BatchSharedKeys,
+        Mutant::BatchHolderPerMember,
         Mutant::LeaveUnsent,
         Mutant::LeaveUnconsumed,
     ];

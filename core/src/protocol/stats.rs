@@ -15,6 +15,10 @@ pub struct Stats {
     /// Of those, deliveries committed in a batch with others
     /// (`EndpointBuilder::batch`).
     pub batched: AtomicU64,
+    /// Of those, deliveries whose token was consumed in one write of its
+    /// holder together with other members' of the same batch (several
+    /// messages from one sender: a fan-out, or a chain's busy entity).
+    pub shared_consumes: AtomicU64,
     /// Deliveries dropped as already processed.
     pub duplicates: AtomicU64,
     /// Deliveries that found and finished an earlier attempt's entry.
@@ -43,6 +47,7 @@ pub struct Stats {
 pub(crate) enum Counter {
     Processed,
     Batched,
+    SharedConsumes,
     Duplicates,
     Recovered,
     Conflicts,
@@ -66,6 +71,7 @@ impl Stats {
         let (cell, name) = match counter {
             Counter::Processed => (&self.processed, "exactly_processed_total"),
             Counter::Batched => (&self.batched, "exactly_batched_total"),
+            Counter::SharedConsumes => (&self.shared_consumes, "exactly_shared_consumes_total"),
             Counter::Duplicates => (&self.duplicates, "exactly_duplicates_dropped_total"),
             Counter::Recovered => (&self.recovered, "exactly_recovered_total"),
             Counter::Conflicts => (&self.conflicts, "exactly_conflicts_total"),
@@ -88,6 +94,7 @@ impl Stats {
         StatsSnapshot {
             processed: get(&self.processed),
             batched: get(&self.batched),
+            shared_consumes: get(&self.shared_consumes),
             duplicates: get(&self.duplicates),
             recovered: get(&self.recovered),
             conflicts: get(&self.conflicts),
@@ -106,6 +113,7 @@ impl Stats {
 pub struct StatsSnapshot {
     pub processed: u64,
     pub batched: u64,
+    pub shared_consumes: u64,
     pub duplicates: u64,
     pub recovered: u64,
     pub conflicts: u64,

@@ -69,8 +69,9 @@ pub fn load_average() -> String {
 pub struct RunResult {
     /// Messages fed in (each completes after all its hops).
     pub messages: u64,
-    /// Deliveries handled per message (1, or 2 for the chain).
-    pub hops: u64,
+    /// Deliveries handled per message (1, 2 for the chain, 1 + 8 for the
+    /// fan-out).
+    pub deliveries: u64,
     pub elapsed: Duration,
     /// Send → acked on the last hop, microseconds, sorted.
     pub latencies_us: Vec<u64>,
@@ -83,6 +84,9 @@ pub struct RunResult {
     /// Deliveries whose attempt committed, over all hops.
     pub processed: u64,
     pub conflicts: u64,
+    /// Deliveries whose token was consumed with others' in one write of
+    /// their holder (`Stats::shared_consumes`).
+    pub shared_consumes: u64,
     pub retries: u64,
     pub error_queued: u64,
     pub duplicates: u64,

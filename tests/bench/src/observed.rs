@@ -55,10 +55,18 @@ pub struct Observed {
     done_tx: watch::Sender<u64>,
     /// Permits of the closed loop: one is returned per completion.
     window: Arc<Semaphore>,
+    /// Messages on the last queue per message fed in (the fan-out): a
+    /// message counts as completed for every this many acked there.
+    last_per_message: u64,
 }
 
 impl Observed {
-    pub fn new(inner: Arc<dyn Transport>, last_queue: &str, window: Arc<Semaphore>) -> Self {
+    pub fn new(
+        inner: Arc<dyn Transport>,
+        last_queue: &str,
+        window: Arc<Semaphore>,
+        last_per_message: u64,
+    ) -> Self {
         Self {
             inner,
             last_queue: last_queue.to_owned(),
@@ -66,6 +74,7 @@ impl Observed {
             finished: Mutex::default(),
             done_tx: watch::channel(0).0,
             window,
+            last_per_message: last_per_message.max(1),
         }
     }
 
@@ -133,10 +142,12 @@ impl Observed {
         // A redelivered copy acked again is not a second completion.
         if finished.done.insert(id) {
             finished.latencies_us.push(now_us().saturating_sub(sent_at));
-            let done = finished.done.len() as u64;
+            let acked = finished.done.len() as u64;
             drop(finished);
-            self.window.add_permits(1);
-            self.done_tx.send_replace(done);
+            if acked.is_multiple_of(self.last_per_message) {
+                self.window.add_permits(1);
+                self.done_tx.send_replace(acked / self.last_per_message);
+            }
         }
     }
 }

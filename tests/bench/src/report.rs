@@ -12,6 +12,8 @@ pub struct Row {
     pub mode: Guarantee,
     pub entities: u64,
     pub concurrency: usize,
+    /// Most deliveries a worker handled together.
+    pub batch: usize,
     /// The run reported (the median one when repeated).
     pub result: RunResult,
     /// msgs/s of every repeat, sorted (empty for a single run).
@@ -34,6 +36,7 @@ fn ratio(rows: &[Row], row: &Row) -> String {
             && r.shape == row.shape
             && r.entities == row.entities
             && r.concurrency == row.concurrency
+            && r.batch == row.batch
     });
     match (row.mode, partner) {
         (Guarantee::ExactlyOnce, Some(alo)) => format!(
@@ -93,18 +96,29 @@ pub fn workload_table(rows: &[Row]) -> String {
     out
 }
 
-/// One hot entity against many.
+/// Contention: one hot entity against many, both modes.
 pub fn contention_table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| entities | mode | msgs/s | p50 ms | p99 ms | conflicts (commit/all) | all conflicts/msg \
-         | store ops/msg | retries | EO/ALO |\n\
-         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    conflict_table(rows, "entities", |row| row.entities.to_string())
+}
+
+/// The fan-out: one at a time and in batches, both modes.
+pub fn fan_out_table(rows: &[Row]) -> String {
+    conflict_table(rows, "batch", |row| row.batch.to_string())
+}
+
+/// Throughput, latency and conflicts, per message fed in; the first column
+/// says what differs between the rows.
+fn conflict_table(rows: &[Row], first: &str, cell: fn(&Row) -> String) -> String {
+    let mut out = format!(
+        "| {first} | mode | msgs/s | p50 ms | p99 ms | conflicts (commit/all) | all conflicts/msg \
+         | store ops/msg | shared consumes/msg | retries | EO/ALO |\n\
+         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for row in rows {
         let r = &row.result;
         out += &format!(
-            "| {} | {} | {} | {} | {} | {}/{} | {:.2} | {:.2} | {} | {} |\n",
-            row.entities,
+            "| {} | {} | {} | {} | {} | {}/{} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
+            cell(row),
             mode_label(row.mode),
             rate(row),
             ms(r, r.p50_ms()),
@@ -113,6 +127,7 @@ pub fn contention_table(rows: &[Row]) -> String {
             r.endpoint_store.conflict,
             r.per_msg(r.endpoint_store.conflict),
             r.store_per_msg(),
+            r.per_msg(r.shared_consumes),
             r.retries,
             ratio(rows, row),
         );
@@ -147,7 +162,7 @@ pub fn sweep_table(backend: &str, rows: &[Row]) -> String {
 pub fn line(backend: &str, row: &Row) -> String {
     let r = &row.result;
     let mut warn = String::new();
-    let expected = r.messages * r.hops;
+    let expected = r.messages * r.deliveries;
     if r.processed != expected {
         warn += &format!(
             " WARNING: processed {} of {expected} deliveries",

@@ -12,6 +12,10 @@ use crate::plot::{self, Series};
 use crate::report::{self, Row};
 use crate::workload::{self, Shape, Spec, mode_label};
 
+/// The batch of the fan-out's batched runs: the fan-out's messages to one
+/// endpoint, twice over.
+const FAN_OUT_BATCH: usize = 2 * workload::FAN_OUT as usize;
+
 /// What to run, from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -84,6 +88,7 @@ async fn measure(backend: &Backend, spec: Spec) -> Result<Row, String> {
         mode: spec.mode,
         entities: spec.entities,
         concurrency: spec.concurrency,
+        batch: spec.batch,
         result: result?,
         samples: Vec::new(),
     };
@@ -184,6 +189,29 @@ pub async fn backend_scenario(
         backend.label(),
         s.hot_messages,
         report::contention_table(&hot)
+    );
+
+    // A hot sender: every first-hop message sends `FAN_OUT` on, their
+    // tokens all in its entity's record, which each receiver writes to
+    // consume its own; one at a time and in batches.
+    let mut specs = Vec::new();
+    for batch in [1, FAN_OUT_BATCH] {
+        for &mode in &s.modes {
+            specs.push(Spec {
+                messages: s.hot_messages,
+                batch,
+                window: s.window.unwrap_or(2 * s.concurrency * batch),
+                ..s.spec(mode, Shape::FanOut, s.entities, s.concurrency)
+            });
+        }
+    }
+    let fanned = measure_all(backend, &specs, s.repeats).await?;
+    println!(
+        "### {}: fan-out ({} messages, each sending {} on)\n\n{}",
+        backend.label(),
+        s.hot_messages,
+        workload::FAN_OUT,
+        report::fan_out_table(&fanned)
     );
     Ok(rows
         .iter()

@@ -36,9 +36,15 @@ impl Message for Bump {
     const TYPE: &'static str = "Bump";
 }
 
-/// Increments a counter; sends the message on while hops are left.
+/// Messages each first-hop message sends on in the fan-out shape.
+pub const FAN_OUT: u64 = 8;
+
+/// Increments a counter; sends the message on while hops are left: to the
+/// same entity key on the next endpoint, or with `fan_out` > 1 to that
+/// many entities (`{entity}/{j}`), all from this entity's one commit.
 struct Counter {
     next: Option<String>,
+    fan_out: u64,
 }
 
 impl Handler<Bump> for Counter {
@@ -50,26 +56,58 @@ impl Handler<Bump> for Counter {
 
     async fn handle(&self, n: &mut u64, m: Bump, ctx: &mut Context) -> Result<(), HandlerError> {
         *n += 1;
-        if let (Some(next), Some(hops_left)) = (&self.next, m.hops_left.checked_sub(1)) {
-            let on = Bump { hops_left, ..m };
+        let (Some(next), Some(hops_left)) = (&self.next, m.hops_left.checked_sub(1)) else {
+            return Ok(());
+        };
+        if self.fan_out == 1 {
+            ctx.send(next, &Bump { hops_left, ..m })?;
+            return Ok(());
+        }
+        for j in 0..self.fan_out {
+            let on = Bump {
+                entity: format!("{}/{j}", m.entity),
+                sent_at_us: m.sent_at_us,
+                hops_left,
+            };
             ctx.send(next, &on)?;
         }
         Ok(())
     }
 }
 
-/// Direct: one hop, nothing sent. Chain: two hops, the first sends.
+/// Direct: one hop, nothing sent. Chain: two hops, the first sends one
+/// message on. Fan-out: two hops, the first sends [`FAN_OUT`] messages to
+/// as many entities of the second endpoint, whose tokens all live in the
+/// first hop's entity record (a hot sender).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     Direct,
     Chain,
+    FanOut,
 }
 
 impl Shape {
+    /// Endpoints a message passes through.
     pub fn hops(self) -> u64 {
         match self {
             Shape::Direct => 1,
-            Shape::Chain => 2,
+            Shape::Chain | Shape::FanOut => 2,
+        }
+    }
+
+    /// Messages each first hop sends on to the last.
+    pub fn fan_out(self) -> u64 {
+        match self {
+            Shape::FanOut => FAN_OUT,
+            Shape::Direct | Shape::Chain => 1,
+        }
+    }
+
+    /// Deliveries handled per message fed in, over all hops.
+    pub fn deliveries(self) -> u64 {
+        match self {
+            Shape::Direct => 1,
+            Shape::Chain | Shape::FanOut => 1 + self.fan_out(),
         }
     }
 
@@ -77,6 +115,7 @@ impl Shape {
         match self {
             Shape::Direct => "direct",
             Shape::Chain => "2-hop chain",
+            Shape::FanOut => "fan-out ×8",
         }
     }
 }
@@ -144,15 +183,16 @@ pub async fn run(
     bar: &ProgressBar,
 ) -> Result<RunResult, String> {
     let first = format!("bench-{run}-a");
-    let last = match spec.shape {
-        Shape::Direct => first.clone(),
-        Shape::Chain => format!("bench-{run}-b"),
+    let last = match spec.shape.hops() {
+        1 => first.clone(),
+        _ => format!("bench-{run}-b"),
     };
     let window = Arc::new(Semaphore::new(spec.window));
     let observed = Arc::new(Observed::new(
         fresh.transport.clone(),
         &last,
         window.clone(),
+        spec.shape.fan_out(),
     ));
     let endpoint_store = Arc::new(CountingStore::new(fresh.store.clone()));
     let producer_store = Arc::new(CountingStore::new(fresh.store.clone()));
@@ -174,14 +214,14 @@ pub async fn run(
     let endpoint_unit = counted(&endpoint_store, Some(observed.clone()));
     let producer_unit = counted(&producer_store, None);
 
-    let build = |name: &str, next: Option<String>| {
+    let build = |name: &str, next: Option<String>, fan_out: u64| {
         let builder = Endpoint::builder(name, endpoint_store.clone(), observed.clone());
         let builder = match &endpoint_unit {
             Some(unit) => builder.colocated(unit.clone()),
             None => builder,
         };
         builder
-            .handler(Counter { next })
+            .handler(Counter { next, fan_out })
             .guarantee(spec.mode)
             .concurrency(spec.concurrency)
             .batch(spec.batch)
@@ -192,12 +232,14 @@ pub async fn run(
             .build()
             .map_err(|e| e.to_string())
     };
+    let two = spec.shape.hops() == 2;
     let mut endpoints = vec![build(
         &first,
-        (spec.shape == Shape::Chain).then(|| last.clone()),
+        two.then(|| last.clone()),
+        spec.shape.fan_out(),
     )?];
-    if spec.shape == Shape::Chain {
-        endpoints.push(build(&last, None)?);
+    if two {
+        endpoints.push(build(&last, None, 1)?);
     }
 
     let mut sender = Sender::new(
@@ -263,7 +305,7 @@ pub async fn run(
     let sum = |f: fn(&exactly::StatsSnapshot) -> u64| stats.iter().map(f).sum();
     Ok(RunResult {
         messages: spec.messages,
-        hops: spec.shape.hops(),
+        deliveries: spec.shape.deliveries(),
         elapsed,
         latencies_us,
         endpoint_store: endpoint_ops.snapshot(),
@@ -271,6 +313,7 @@ pub async fn run(
         transport: observed.ops(),
         processed: sum(|s| s.processed),
         conflicts: sum(|s| s.conflicts),
+        shared_consumes: sum(|s| s.shared_consumes),
         retries: sum(|s| s.retries),
         error_queued: sum(|s| s.error_queued),
         duplicates: sum(|s| s.duplicates),
