@@ -101,6 +101,10 @@ struct Cli {
     /// only.
     #[arg(long)]
     colocated: bool,
+    /// Which tables of a backend to measure (comma-separated; default
+    /// all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Table>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -119,6 +123,18 @@ enum Scenario {
     Sweep,
     /// All of the above.
     All,
+}
+
+/// A table of one backend's measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    /// Direct and chain, both modes.
+    Workload,
+    /// One hot entity against many.
+    Contention,
+    /// One sender's message fanned out to 8 entities, one at a time and in
+    /// batches.
+    FanOut,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -151,6 +167,11 @@ impl Cli {
             drain: self.drain,
             repeats: self.repeat.max(1),
             colocated: self.colocated,
+            tables: if self.only.is_empty() {
+                vec![Table::Workload, Table::Contention, Table::FanOut]
+            } else {
+                self.only.clone()
+            },
             modes: match self.mode {
                 Modes::Both => vec![Guarantee::ExactlyOnce, Guarantee::AtLeastOnce],
                 Modes::ExactlyOnce => vec![Guarantee::ExactlyOnce],

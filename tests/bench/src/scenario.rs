@@ -7,6 +7,7 @@ use std::time::Duration;
 use exactly::Guarantee;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::Table;
 use crate::backend::Backend;
 use crate::plot::{self, Series};
 use crate::report::{self, Row};
@@ -41,6 +42,8 @@ pub struct Settings {
     pub repeats: usize,
     /// Commits, sends and acks in one transaction (SQLite, PostgreSQL).
     pub colocated: bool,
+    /// The tables of a backend to measure.
+    pub tables: Vec<Table>,
 }
 
 impl Settings {
@@ -121,8 +124,9 @@ fn median(mut runs: Vec<Row>) -> Option<Row> {
     Some(median)
 }
 
-/// The workload table (direct and chain, both modes), then contention.
-/// Returns the exactly-once direct run's msgs/s (for pgbench's ratio).
+/// The tables of one backend that `s.tables` asks for: the workload
+/// (direct and chain, both modes), contention, the fan-out. Returns the
+/// exactly-once direct run's msgs/s (for pgbench's ratio).
 pub async fn backend_scenario(
     backend: &Backend,
     s: &Settings,
@@ -149,6 +153,21 @@ pub async fn backend_scenario(
         "{} messages over {} entities, {} workers per endpoint{batch}, {feed}.\n",
         s.messages, s.entities, s.concurrency,
     );
+    let eo = match s.tables.contains(&Table::Workload) {
+        true => workload_table(backend, s).await?,
+        false => None,
+    };
+    if s.tables.contains(&Table::Contention) {
+        contention(backend, s).await?;
+    }
+    if s.tables.contains(&Table::FanOut) {
+        fan_out(backend, s).await?;
+    }
+    Ok(eo)
+}
+
+/// Direct and chain, both modes; the exactly-once direct run's msgs/s.
+async fn workload_table(backend: &Backend, s: &Settings) -> Result<Option<f64>, String> {
     let mut specs = Vec::new();
     for shape in [Shape::Direct, Shape::Chain] {
         for &mode in &s.modes {
@@ -173,7 +192,14 @@ pub async fn backend_scenario(
             s.entities, pass.list, pass.get
         );
     }
+    Ok(rows
+        .iter()
+        .find(|r| r.mode == Guarantee::ExactlyOnce && r.shape == Shape::Direct)
+        .map(|r| r.result.msgs_per_sec()))
+}
 
+/// One hot entity against all of them, direct.
+async fn contention(backend: &Backend, s: &Settings) -> Result<(), String> {
     let mut specs = Vec::new();
     for entities in [1, s.entities] {
         for &mode in &s.modes {
@@ -190,10 +216,13 @@ pub async fn backend_scenario(
         s.hot_messages,
         report::contention_table(&hot)
     );
+    Ok(())
+}
 
-    // A hot sender: every first-hop message sends `FAN_OUT` on, their
-    // tokens all in its entity's record, which each receiver writes to
-    // consume its own; one at a time and in batches.
+/// A hot sender: every first-hop message sends `FAN_OUT` on, their tokens
+/// all in its entity's record, which each receiver writes to consume its
+/// own; one at a time and in batches.
+async fn fan_out(backend: &Backend, s: &Settings) -> Result<(), String> {
     let mut specs = Vec::new();
     for batch in [1, FAN_OUT_BATCH] {
         for &mode in &s.modes {
@@ -213,10 +242,7 @@ pub async fn backend_scenario(
         workload::FAN_OUT,
         report::fan_out_table(&fanned)
     );
-    Ok(rows
-        .iter()
-        .find(|r| r.mode == Guarantee::ExactlyOnce && r.shape == Shape::Direct)
-        .map(|r| r.result.msgs_per_sec()))
+    Ok(())
 }
 
 /// Throughput against concurrency for both modes on each backend; returns
