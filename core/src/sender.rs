@@ -292,12 +292,21 @@ impl Sender {
             }
             return Ok(ids);
         }
-        let groups = intents
+        let groups: Vec<Group> = intents
             .iter()
             .map(|(key, record)| Group::from(vec![intent_write(key, record)]))
             .collect();
         finisher.step(crate::Step::Commit).await;
-        let written = put_groups(self.store.as_ref(), None, groups, || {}).await;
+        let all = (0..groups.len()).collect();
+        let written = put_groups(
+            self.store.as_ref(),
+            None,
+            &groups,
+            all,
+            |_| Vec::new(),
+            |_| {},
+        )
+        .await;
         // Written in the batch: sent together. Not written (sent before
         // under this id, or the batch write failed): decided one at a time
         // afterwards, with the repeats (a conflict is read, not trusted).

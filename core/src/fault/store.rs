@@ -75,6 +75,21 @@ impl FaultyStore {
         Ok(())
     }
 
+    /// As [`FaultyStore::before`] for a write of several keys at once: a
+    /// spurious conflict names one of them, as a refused precondition
+    /// would.
+    pub(crate) fn before_all(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.before(&joined_keys(writes), false)?;
+        if !writes.is_empty() && self.roll(self.faults.spurious_conflict_ppm) {
+            bump(&self.injected);
+            let refused = self.random.next_u64() % writes.len() as u64;
+            return Err(StoreError::Conflict {
+                key: writes[refused as usize].key.clone(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn after<T>(
         &self,
         key: &str,
@@ -121,7 +136,7 @@ impl Store for FaultyStore {
 
     async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
         let keys = joined_keys(&writes);
-        self.before(&keys, true)?;
+        self.before_all(&writes)?;
         let result = self.inner.put_all(writes).await;
         self.after(&keys, result)
     }
@@ -172,7 +187,7 @@ impl Colocated for FaultyColocated {
         ack: Vec<Receipt>,
     ) -> Result<Vec<Version>, StoreError> {
         let keys = joined_keys(&writes);
-        self.faults.before(&keys, true)?;
+        self.faults.before_all(&writes)?;
         let result = self.inner.put_all_with(writes, send, ack).await;
         self.faults.after(&keys, result)
     }

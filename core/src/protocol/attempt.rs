@@ -792,6 +792,20 @@ impl Prepared {
         }
     }
 
+    /// Takes `fresh` as the token holder this commit consumes from — the
+    /// holder read again after someone else wrote it — if the token is
+    /// still there; `false` if it is gone (another copy consumed it: the
+    /// one-at-a-time path decides) or the commit consumes no holder's.
+    pub(crate) fn rebase_holder(&mut self, fresh: &Loaded) -> bool {
+        match &mut self.consume {
+            Some(Consume::Holder(holder, token)) if fresh.record.tokens.contains(&token.id) => {
+                **holder = fresh.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The token holder this commit consumes its token from, when it is
     /// another record: its key.
     pub(crate) fn holder_key(&self) -> Option<&str> {

@@ -344,13 +344,13 @@ impl Core {
     /// Step 3's writes of every member: one `put_all` where the store
     /// writes keys atomically, otherwise one write each, side by side. Returns the
     /// committed members and the refused ones.
-    async fn commit_all(&self, ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
+    async fn commit_all(&self, mut ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
         let atomic = self.store.capabilities().atomic_multi_key;
         let mut committed = Vec::with_capacity(ready.len());
         let mut refused = Vec::new();
         // Where the queue shares the database: each member's sends and ack
         // that can go with its commit (`Core::queued_with_commit`).
-        let mut queued: Vec<Option<Queued>> = ready
+        let queued: Vec<Option<Queued>> = ready
             .iter()
             .map(|r| {
                 let (p, receipt) = (&r.prepared, &r.member.delivery.receipt);
@@ -361,47 +361,8 @@ impl Core {
             .collect();
         let done_in_commit: Vec<bool> = queued.iter().map(Option::is_some).collect();
         let written: Vec<Result<Version, AttemptError>> = if atomic {
-            // One group per token holder: its members' entity writes, then
-            // the holder's, without all their tokens.
-            let plan = self.share_holders(&ready);
-            let groups = plan
-                .iter()
-                .map(|members| {
-                    let prepared = members.iter().map(|&i| &ready[i].prepared);
-                    let mut writes: Vec<Write> = members
-                        .iter()
-                        .map(|&i| ready[i].prepared.entity_write(&ready[i].member.key))
-                        .collect();
-                    writes.extend(consumed_write(prepared));
-                    let mut together = Queued::default();
-                    for q in members.iter().filter_map(|&i| queued[i].take()) {
-                        together.send.extend(q.send);
-                        together.ack.extend(q.ack);
-                    }
-                    Group {
-                        writes,
-                        queued: together,
-                    }
-                })
-                .collect();
-            let versions = put_groups(
-                self.store.as_ref(),
-                self.colocated.as_deref(),
-                groups,
-                || self.stats.add(Counter::Conflicts),
-            )
-            .await;
-            let mut written: Vec<Option<Version>> = vec![None; ready.len()];
-            for (members, versions) in plan.iter().zip(versions) {
-                let shared = members.len() > 1;
-                for (&i, version) in members.iter().zip(versions.into_iter().flatten()) {
-                    written[i] = Some(version);
-                    if shared {
-                        self.stats.add(Counter::SharedConsumes);
-                    }
-                }
-            }
-            written
+            self.put_members(&mut ready, queued)
+                .await
                 .into_iter()
                 .map(|v| v.ok_or_else(|| AttemptError::Retry("not written in the batch".into())))
                 .collect()
@@ -435,26 +396,146 @@ impl Core {
         (committed, refused)
     }
 
-    /// The members of each `put_all` group, by index: those whose commits
-    /// consume from one token holder together (their entity writes, then
-    /// the holder's once), every other member alone.
-    fn share_holders(&self, ready: &[Ready]) -> Vec<Vec<usize>> {
-        let merge = !self.is(Mutant::BatchSharedKeys) && !self.is(Mutant::BatchHolderPerMember);
-        let mut plan: Vec<Vec<usize>> = Vec::with_capacity(ready.len());
-        let mut by_holder: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in ready.iter().enumerate() {
-            match r.prepared.holder_key().filter(|_| merge) {
-                Some(h) => match by_holder.get(h) {
-                    Some(&group) => plan[group].push(i),
-                    None => {
-                        by_holder.insert(h, plan.len());
-                        plan.push(vec![i]);
-                    }
-                },
-                None => plan.push(vec![i]),
+    /// Step 3's writes of every member, in one `put_all` ([`put_groups`]):
+    /// each member's entity write with its sends and ack, and each holder
+    /// members share written once, without all their tokens. Members taken
+    /// out only because someone else wrote their shared holder meanwhile
+    /// (typically the sender committing its next message) get one more
+    /// `put_all` on the holder read again, those whose tokens are still in
+    /// it — as a commit one at a time reads its holder again
+    /// (`commit_consuming`); the holder is then read later than the
+    /// entities, as the protocol allows. Returns each member's entity
+    /// version, `None` for those not written.
+    async fn put_members(
+        &self,
+        ready: &mut [Ready],
+        queued: Vec<Option<Queued>>,
+    ) -> Vec<Option<Version>> {
+        let merge = self.merges_holders();
+        let groups: Vec<Group> = ready
+            .iter()
+            .zip(queued)
+            .map(|(r, q)| {
+                let (p, key) = (&r.prepared, &r.member.key);
+                let mut writes = vec![p.entity_write(key)];
+                if !merge {
+                    writes.extend(consumed_write([p]));
+                }
+                Group {
+                    writes,
+                    queued: q.unwrap_or_default(),
+                    shares: p.holder_key().filter(|_| merge).map(str::to_owned),
+                }
+            })
+            .collect();
+        let mut lost: Vec<String> = Vec::new();
+        let mut written = self
+            .put_some(ready, &groups, (0..groups.len()).collect(), &mut lost)
+            .await;
+        let again: Vec<usize> = (0..groups.len())
+            .filter(|&i| {
+                written[i].is_none()
+                    && !lost.contains(&ready[i].member.key)
+                    && groups[i].shares.as_ref().is_some_and(|h| lost.contains(h))
+            })
+            .collect();
+        let again = self.read_holders_again(ready, again).await;
+        if !again.is_empty() {
+            let second = self.put_some(ready, &groups, again, &mut lost).await;
+            for (i, versions) in second.into_iter().enumerate() {
+                written[i] = written[i].take().or(versions);
             }
         }
-        plan
+        self.count_shared(ready, &written);
+        written
+            .into_iter()
+            .map(|v| v.and_then(|v| v.into_iter().next()))
+            .collect()
+    }
+
+    /// One [`put_groups`] of the groups `live`, the shared holders built
+    /// from the members' prepared commits; the keys of lost races are
+    /// added to `lost`.
+    async fn put_some(
+        &self,
+        ready: &[Ready],
+        groups: &[Group],
+        live: Vec<usize>,
+        lost: &mut Vec<String>,
+    ) -> Vec<Option<Vec<Version>>> {
+        let merge = self.merges_holders();
+        let holders = |live: &[usize]| match merge {
+            true => holder_writes(live.iter().map(|&i| &ready[i].prepared)),
+            false => Vec::new(),
+        };
+        put_groups(
+            self.store.as_ref(),
+            self.colocated.as_deref(),
+            groups,
+            live,
+            holders,
+            |key| {
+                self.stats.add(Counter::Conflicts);
+                lost.push(key.to_owned());
+            },
+        )
+        .await
+    }
+
+    /// The holders of the members `again` read again, each member's commit
+    /// rebased on its holder as now stored; returns the members whose
+    /// tokens are still there (the others: the one-at-a-time path
+    /// decides).
+    async fn read_holders_again(&self, ready: &mut [Ready], again: Vec<usize>) -> Vec<usize> {
+        let mut keys: Vec<String> = again
+            .iter()
+            .filter_map(|&i| ready[i].prepared.holder_key().map(str::to_owned))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let Ok(read) = self.store.get_all(&refs).await else {
+            return Vec::new();
+        };
+        let fresh: HashMap<&str, Loaded> = refs
+            .iter()
+            .zip(read)
+            .filter_map(|(key, stored)| Some((*key, Loaded::parse(key, stored).ok()?)))
+            .collect();
+        again
+            .into_iter()
+            .filter(|&i| {
+                let prepared = &mut ready[i].prepared;
+                let holder = prepared.holder_key().and_then(|h| fresh.get(h));
+                holder.is_some_and(|h| prepared.rebase_holder(h))
+            })
+            .collect()
+    }
+
+    /// Whether members that share a token holder write it once for all of
+    /// them (the protocol), or each their own copy (a broken variant).
+    fn merges_holders(&self) -> bool {
+        !self.is(Mutant::BatchSharedKeys) && !self.is(Mutant::BatchHolderPerMember)
+    }
+
+    /// Counts the members written with another member's token consumed
+    /// from the same holder in the same write.
+    fn count_shared(&self, ready: &[Ready], written: &[Option<Vec<Version>>]) {
+        if !self.merges_holders() {
+            return;
+        }
+        let mut members: HashMap<&str, u64> = HashMap::new();
+        for (r, _) in ready.iter().zip(written).filter(|(_, w)| w.is_some()) {
+            if let Some(holder) = r.prepared.holder_key() {
+                *members.entry(holder).or_default() += 1;
+            }
+        }
+        for _ in 0..members.values().filter(|&&n| n > 1).sum::<u64>() {
+            self.stats.add(Counter::SharedConsumes);
+        }
     }
 
     /// Steps 4–5 of every committed member: the messages of all entries
@@ -530,11 +611,36 @@ impl Core {
     }
 }
 
+/// The write of each token holder `commits` consume from (another record
+/// than their entity's): one per holder, without all their tokens there,
+/// in the order the holders first appear.
+fn holder_writes<'a>(commits: impl Iterator<Item = &'a Prepared>) -> Vec<Write> {
+    let mut holders: Vec<Vec<&Prepared>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for p in commits {
+        let Some(holder) = p.holder_key() else {
+            continue;
+        };
+        match index.get(holder) {
+            Some(&i) => holders[i].push(p),
+            None => {
+                index.insert(holder, holders.len());
+                holders.push(vec![p]);
+            }
+        }
+    }
+    holders.into_iter().filter_map(consumed_write).collect()
+}
+
 /// One group of [`put_groups`]: writes, and the sends and acks that go
 /// with them where the queue shares the store's database.
 pub(crate) struct Group {
     pub writes: Vec<Write>,
     pub queued: Queued,
+    /// The key of a write this group shares with others: built for all
+    /// the groups still in the `put_all` at once (a batch's token holder),
+    /// so a conflict on it takes every one of them out.
+    pub shares: Option<String>,
 }
 
 impl From<Vec<Write>> for Group {
@@ -542,30 +648,37 @@ impl From<Vec<Write>> for Group {
         Self {
             writes,
             queued: Queued::default(),
+            shares: None,
         }
     }
 }
 
-/// One `put_all` of every group's writes, on a store that writes keys
-/// atomically — with the groups' sends and acks in the same transaction
-/// through `unit` where given (`Colocated::put_all_with`). A write refused
-/// for a conflict takes only its own group out: the others, whose reads
-/// still stand, are written again without it, so one lost race costs one
-/// message its place in the batch, not the whole batch; `lost` is called
-/// for each. Returns each group's versions, `None` for a group not
-/// written.
+/// One `put_all` of the writes of the groups `live` (indices into
+/// `groups`), and of the writes `shared` builds for those still in it, on
+/// a store that writes
+/// keys atomically — with the groups' sends and acks in the same
+/// transaction through `unit` where given (`Colocated::put_all_with`). A
+/// write refused for a conflict takes out only the groups it belongs to
+/// (its own, or all that share it): the others, whose reads still stand,
+/// are written again without them — and the shared writes built again
+/// without them — so one lost race costs one message its place in the
+/// batch, not the whole batch; `lost` is called with the key for each
+/// group taken out. Returns each group's versions (of its own writes),
+/// `None` for a group not written.
 pub(crate) async fn put_groups(
     store: &dyn Store,
     unit: Option<&dyn Colocated>,
-    groups: Vec<Group>,
-    mut lost: impl FnMut(),
+    groups: &[Group],
+    mut live: Vec<usize>,
+    shared: impl Fn(&[usize]) -> Vec<Write>,
+    mut lost: impl FnMut(&str),
 ) -> Vec<Option<Vec<Version>>> {
     let mut written = vec![None; groups.len()];
-    let mut live: Vec<usize> = (0..groups.len()).collect();
     while !live.is_empty() {
         let writes = live
             .iter()
             .flat_map(|g| groups[*g].writes.clone())
+            .chain(shared(&live))
             .collect();
         let send: Vec<Outgoing> = live
             .iter()
@@ -591,13 +704,17 @@ pub(crate) async fn put_groups(
                 break;
             }
             Err(StoreError::Conflict { key }) => {
-                let loser = live
-                    .iter()
-                    .position(|g| groups[*g].writes.iter().any(|w| w.key == key));
-                let Some(loser) = loser else { break };
-                debug!(%key, "a batch write lost its race; the rest again");
-                lost();
-                live.remove(loser);
+                let loses = |g: &usize| {
+                    let group = &groups[*g];
+                    group.shares.as_ref() == Some(&key) || group.writes.iter().any(|w| w.key == key)
+                };
+                let losers = live.iter().filter(|g| loses(g)).count();
+                if losers == 0 {
+                    break;
+                }
+                debug!(%key, losers, "a batch write lost its race; the rest again");
+                (0..losers).for_each(|_| lost(&key));
+                live.retain(|g| !loses(g));
             }
             Err(e) => {
                 debug!(error = %e, "batch write failed");
@@ -606,4 +723,99 @@ pub(crate) async fn put_groups(
         }
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::store::Precondition;
+
+    fn create(key: &str, value: &str) -> Write {
+        Write {
+            key: key.into(),
+            value: Bytes::from(value.to_owned()),
+            precondition: Precondition::Absent,
+        }
+    }
+
+    /// Groups that write `e0`, `e1`, `e2` and share `h`, whose value lists
+    /// the groups written with it.
+    fn sharing() -> Vec<Group> {
+        (0..3)
+            .map(|g| Group {
+                shares: Some("h".into()),
+                ..Group::from(vec![create(&format!("e{g}"), "new")])
+            })
+            .collect()
+    }
+
+    /// A store that writes keys atomically, `key` already written.
+    async fn store_with(key: &str) -> MemoryStore {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        store
+            .put(key, "taken".into(), Precondition::Absent)
+            .await
+            .unwrap();
+        store
+    }
+
+    fn listing(live: &[usize]) -> Vec<Write> {
+        let names: Vec<String> = live.iter().map(usize::to_string).collect();
+        vec![create("h", &names.join(","))]
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_takes_out_its_group_and_the_shared_write_is_built_without_it() {
+        let store = store_with("e1").await;
+        let mut lost = 0;
+        let written = put_groups(&store, None, &sharing(), (0..3).collect(), listing, |_| {
+            lost += 1
+        })
+        .await;
+        assert_eq!(lost, 1);
+        assert_eq!(
+            written.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        let h = store.get("h").await.unwrap().expect("h written");
+        assert_eq!(
+            h.value,
+            Bytes::from("0,2"),
+            "the shared write without group 1"
+        );
+        let e1 = store.get("e1").await.unwrap().expect("e1");
+        assert_eq!(e1.value, Bytes::from("taken"));
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_on_the_shared_write_takes_out_every_group_sharing_it() {
+        let store = store_with("h").await;
+        let mut groups = sharing();
+        groups.push(Group::from(vec![create("alone", "new")]));
+        let mut lost = 0;
+        let written = put_groups(
+            &store,
+            None,
+            &groups,
+            (0..4).collect(),
+            |live| match live.contains(&0) {
+                true => listing(live),
+                false => Vec::new(),
+            },
+            |_| lost += 1,
+        )
+        .await;
+        assert_eq!(lost, 3);
+        assert_eq!(
+            written.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [false, false, false, true]
+        );
+        assert!(
+            store.get("e0").await.unwrap().is_none(),
+            "nothing of theirs written"
+        );
+    }
 }
