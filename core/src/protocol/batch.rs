@@ -446,6 +446,17 @@ impl Core {
                 written[i] = written[i].take().or(versions);
             }
         }
+        // Members that lost a race and go back to run their handler again.
+        for (i, group) in groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| written[*i].is_none())
+        {
+            let raced = group.shares.iter().chain([&ready[i].member.key]);
+            if raced.into_iter().any(|k| lost.contains(k)) {
+                self.stats.add(Counter::Conflicts);
+            }
+        }
         self.count_shared(ready, &written);
         written
             .into_iter()
@@ -474,10 +485,7 @@ impl Core {
             groups,
             live,
             holders,
-            |key| {
-                self.stats.add(Counter::Conflicts);
-                lost.push(key.to_owned());
-            },
+            |key| lost.push(key.to_owned()),
         )
         .await
     }
