@@ -84,6 +84,11 @@ impl Committed {
 /// Deliveries for the one-at-a-time path, with their places in the batch.
 type Rest = Vec<(usize, Delivery)>;
 
+/// How many `put_all`s members that keep losing the race for their shared
+/// token holder get, each on the holder read again, before the
+/// one-at-a-time path takes them.
+const HOLDER_ROUNDS: u32 = 8;
+
 /// The keys the batch's members claimed: each entity by one member; each
 /// token holder by one, or by several where the store shares holders.
 #[derive(Default)]
@@ -400,11 +405,12 @@ impl Core {
     /// each member's entity write with its sends and ack, and each holder
     /// members share written once, without all their tokens. Members taken
     /// out only because someone else wrote their shared holder meanwhile
-    /// (typically the sender committing its next message) get one more
-    /// `put_all` on the holder read again, those whose tokens are still in
-    /// it — as a commit one at a time reads its holder again
-    /// (`commit_consuming`); the holder is then read later than the
-    /// entities, as the protocol allows. Returns each member's entity
+    /// (the sender committing its next message, or another worker's batch
+    /// consuming from it) get another `put_all` on the holder read again,
+    /// those whose tokens are still in it, a few times at most — as a
+    /// commit one at a time reads its holder again (`commit_consuming`);
+    /// the holder is then read later than the entities, as the protocol
+    /// allows. Returns each member's entity
     /// version, `None` for those not written.
     async fn put_members(
         &self,
@@ -429,21 +435,31 @@ impl Core {
             })
             .collect();
         let mut lost: Vec<String> = Vec::new();
-        let mut written = self
-            .put_some(ready, &groups, (0..groups.len()).collect(), &mut lost)
-            .await;
-        let again: Vec<usize> = (0..groups.len())
-            .filter(|&i| {
-                written[i].is_none()
-                    && !lost.contains(&ready[i].member.key)
-                    && groups[i].shares.as_ref().is_some_and(|h| lost.contains(h))
-            })
-            .collect();
-        let again = self.read_holders_again(ready, again).await;
-        if !again.is_empty() {
-            let second = self.put_some(ready, &groups, again, &mut lost).await;
-            for (i, versions) in second.into_iter().enumerate() {
+        let mut written: Vec<Option<Vec<Version>>> = vec![None; groups.len()];
+        let mut live: Vec<usize> = (0..groups.len()).collect();
+        for _ in 0..HOLDER_ROUNDS {
+            let mut lost_now = Vec::new();
+            let got = self
+                .put_some(ready, &groups, live.clone(), &mut lost_now)
+                .await;
+            let again: Vec<usize> = live
+                .into_iter()
+                .filter(|&i| {
+                    got[i].is_none()
+                        && !lost_now.contains(&ready[i].member.key)
+                        && groups[i]
+                            .shares
+                            .as_ref()
+                            .is_some_and(|h| lost_now.contains(h))
+                })
+                .collect();
+            for (i, versions) in got.into_iter().enumerate() {
                 written[i] = written[i].take().or(versions);
+            }
+            lost.extend(lost_now);
+            live = self.read_holders_again(ready, again).await;
+            if live.is_empty() {
+                break;
             }
         }
         // Members that lost a race and go back to run their handler again.
