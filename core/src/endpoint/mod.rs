@@ -179,9 +179,12 @@ impl EndpointBuilder {
     /// in one `Store::get_all`, commits in one `Store::put_all` on stores
     /// that write keys atomically, sends the messages of all its entries in
     /// one send and acks with one `Transport::ack_all`: fewer round trips
-    /// and commits per message under load. Messages that share an entity
-    /// (or a token holder) with one already in the batch, and any the batch
-    /// cannot settle, are handled one at a time after it.
+    /// and commits per message under load. Messages from one sender whose
+    /// tokens share a record (a fan-out) consume them in one write of it
+    /// on such stores, instead of racing each other for it one at a time
+    /// (`Stats::shared_consumes`). Messages that share an entity with one
+    /// already in the batch (or, on other stores, a token holder), and any
+    /// the batch cannot settle, are handled one at a time after it.
     pub fn batch(mut self, n: usize) -> Self {
         self.config.batch = n.max(1);
         self
