@@ -453,6 +453,7 @@ impl Core {
                             .is_some_and(|h| lost_now.contains(h))
                 })
                 .collect();
+            self.count_shared(ready, &got);
             for (i, versions) in got.into_iter().enumerate() {
                 written[i] = written[i].take().or(versions);
             }
@@ -473,7 +474,6 @@ impl Core {
                 self.stats.add(Counter::Conflicts);
             }
         }
-        self.count_shared(ready, &written);
         written
             .into_iter()
             .map(|v| v.and_then(|v| v.into_iter().next()))
@@ -545,8 +545,9 @@ impl Core {
         !self.is(Mutant::BatchSharedKeys) && !self.is(Mutant::BatchHolderPerMember)
     }
 
-    /// Counts the members written with another member's token consumed
-    /// from the same holder in the same write.
+    /// Counts the members one `put_all` wrote with another member's token
+    /// consumed from the same holder in the same write (`written`: that
+    /// `put_all`'s groups).
     fn count_shared(&self, ready: &[Ready], written: &[Option<Vec<Version>>]) {
         if !self.merges_holders() {
             return;
