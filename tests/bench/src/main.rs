@@ -64,6 +64,12 @@ struct Cli {
     /// batch).
     #[arg(long)]
     window: Option<usize>,
+    /// Producer tasks, each sending one message (or batch) at a time
+    /// (default: one per worker). More than the workers keeps a slow send
+    /// (exactly-once: the intent's commit, then the send) from capping the
+    /// closed loop.
+    #[arg(long)]
+    producers: Option<usize>,
     /// Most deliveries a worker handles together (1: one at a time).
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -155,6 +161,7 @@ impl Cli {
             concurrency: self.concurrency,
             entities: quick(self.entities, 50),
             window: self.window,
+            producers: self.producers,
             batch: self.batch.max(1),
             hot_messages: self.hot_messages.unwrap_or(messages / 5).max(1),
             sweep_messages: self.sweep_messages.unwrap_or(messages / 2).max(1),

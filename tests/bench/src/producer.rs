@@ -92,9 +92,9 @@ impl Feed {
     }
 }
 
-/// One producer task per worker.
+/// The producer tasks (`Spec::producers`, one per worker by default).
 pub fn spawn_producers(producers: &mut JoinSet<Result<(), String>>, feed: &Feed) {
-    for _ in 0..feed.spec.concurrency.max(1) {
+    for _ in 0..feed.spec.producers.max(1) {
         let feed = feed.clone();
         producers.spawn(async move { feed.produce().await });
     }

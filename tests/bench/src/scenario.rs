@@ -25,6 +25,8 @@ pub struct Settings {
     pub entities: u64,
     /// Messages in flight; `None`: twice the workers (times the batch).
     pub window: Option<usize>,
+    /// Producer tasks; `None`: one per worker.
+    pub producers: Option<usize>,
     /// Most deliveries a worker handles together (`EndpointBuilder::batch`).
     pub batch: usize,
     /// Messages of each contention run.
@@ -60,6 +62,7 @@ impl Settings {
             drain: self.drain,
             batch: self.batch,
             colocated: self.colocated,
+            producers: self.producers.unwrap_or(concurrency),
         }
     }
 }
@@ -67,8 +70,14 @@ impl Settings {
 /// Runs one spec on a fresh store and transport, with a progress bar.
 async fn measure(backend: &Backend, spec: Spec) -> Result<Row, String> {
     let run = workload::run_name();
+    // The pool is sized for as many producers as workers; count the
+    // producers beyond that as workers.
+    let extra_producers = spec.producers.saturating_sub(spec.concurrency);
     let fresh = backend
-        .fresh(spec.concurrency * spec.shape.hops() as usize, &run)
+        .fresh(
+            spec.concurrency * spec.shape.hops() as usize + extra_producers,
+            &run,
+        )
         .await?;
     let bar = ProgressBar::new(spec.messages).with_style(
         ProgressStyle::with_template(

@@ -147,6 +147,8 @@ pub struct Spec {
     /// Commit, send and ack in one transaction where the backend's queue
     /// shares the store's database (`Fresh::colocated`).
     pub colocated: bool,
+    /// Producer tasks.
+    pub producers: usize,
 }
 
 /// A store and transport for one run, fresh, plus whatever keeps them alive.
