@@ -14,7 +14,7 @@ use crate::base64_bytes;
 use crate::call::PendingCall;
 use crate::error::{InvalidName, StoreError};
 use crate::message::{DedupToken, MessageId};
-use crate::store::{Precondition, Store, Version, Versioned};
+use crate::store::{Precondition, Store, Version, Versioned, Write};
 use crate::transport::Outgoing;
 
 /// Prefix of entity records: `e/{endpoint}/{entity key}`.
@@ -198,6 +198,16 @@ pub async fn write_record(
     record: &EntityRecord,
 ) -> Result<Version, StoreError> {
     store.put(key, record.encode(), loaded.precondition()).await
+}
+
+/// The conditional write of `record` at `key` over `loaded`, for a
+/// `Store::put_all`: what [`write_record`] writes alone.
+pub(crate) fn record_write(key: &str, loaded: &Loaded, record: &EntityRecord) -> Write {
+    Write {
+        key: key.to_owned(),
+        value: record.encode(),
+        precondition: loaded.precondition(),
+    }
 }
 
 /// Checks a name that comes from outside (entity key, idempotency key, queue

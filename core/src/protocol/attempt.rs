@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::handler::ErasedHandler;
 use crate::message::Message;
 use crate::message::{DedupToken, Envelope, MessageId};
-use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, write_record};
+use crate::record::{EntityRecord, Loaded, OutboxEntry, read_record, record_write, write_record};
 use crate::store::{Store, Version, Write};
 use crate::transport::{Outgoing, Receipt};
 
@@ -418,11 +418,7 @@ impl Core {
         mut holder: Loaded,
         queued: Option<&Queued>,
     ) -> Result<Version, AttemptError> {
-        let entity = Write {
-            key: key.to_owned(),
-            value: record.encode(),
-            precondition: base.precondition(),
-        };
+        let entity = record_write(key, base, record);
         let span = debug_span!("exactly.commit", entity = key, consumes = %token.record);
         for _ in 0..super::finish::CONFLICT_LIMIT {
             if !holder.record.tokens.contains(&token.id) {
@@ -494,13 +490,8 @@ impl Core {
         let Some(queued) = queued else {
             return commit_attempt(self.store.as_ref(), key, base, record).await;
         };
-        let write = Write {
-            key: key.to_owned(),
-            value: record.encode(),
-            precondition: base.precondition(),
-        };
         let versions = self
-            .put_all(vec![write], Some(queued))
+            .put_all(vec![record_write(key, base, record)], Some(queued))
             .instrument(debug_span!("exactly.commit", entity = key, acks = true))
             .await?;
         versions
@@ -785,11 +776,7 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// The conditional write of the entity's record alone.
     pub(crate) fn entity_write(&self, key: &str) -> Write {
-        Write {
-            key: key.to_owned(),
-            value: self.record.encode(),
-            precondition: self.base.precondition(),
-        }
+        record_write(key, &self.base, &self.record)
     }
 
     /// Takes `fresh` as the token holder this commit consumes from — the
@@ -845,11 +832,7 @@ fn holder_without(key: &str, holder: &Loaded, ids: impl IntoIterator<Item = Mess
     for id in ids {
         consumed.consume_token(id);
     }
-    Write {
-        key: key.to_owned(),
-        value: consumed.encode(),
-        precondition: holder.precondition(),
-    }
+    record_write(key, holder, &consumed)
 }
 
 /// How a commit consumes the incoming token.
@@ -922,5 +905,66 @@ impl<'a> Along<'a> {
     /// Whether a commit acked the delivery.
     pub(crate) fn was_acked(&self) -> bool {
         self.acked.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(id: &str) -> DedupToken {
+        DedupToken {
+            record: "holder".into(),
+            id: MessageId::derived("test", id),
+        }
+    }
+
+    /// A holder as read, with tokens `ids`, at version 1.
+    fn holder(ids: &[&str]) -> Loaded {
+        let mut record = EntityRecord::default();
+        record.tokens.extend(ids.iter().map(|id| token(id).id));
+        Loaded {
+            record,
+            version: Some(Version::from(1)),
+        }
+    }
+
+    /// A commit that consumes `id` from `holder`.
+    fn consuming(holder: &Loaded, id: &str) -> Prepared {
+        Prepared {
+            base: Loaded::default(),
+            record: EntityRecord::default(),
+            entry: OutboxEntry::default(),
+            pending: false,
+            consume: Some(Consume::Holder(Box::new(holder.clone()), token(id))),
+            holder: None,
+        }
+    }
+
+    #[test]
+    fn a_shared_holder_is_written_once_without_every_token_it_gave() {
+        let read = holder(&["a", "b", "c"]);
+        let commits = [consuming(&read, "a"), consuming(&read, "b")];
+        let write = consumed_write(&commits).expect("a holder write");
+        assert_eq!(write.key, "holder");
+        assert_eq!(write.precondition, read.precondition());
+        let written = EntityRecord::decode("holder", &write.value).expect("a record");
+        assert_eq!(written.tokens.len(), 1, "only c's token stays");
+        assert!(written.tokens.contains(&token("c").id));
+    }
+
+    #[test]
+    fn a_commit_rebases_on_a_holder_read_again_only_while_its_token_is_there() {
+        let mut commit = consuming(&holder(&["a", "b"]), "a");
+        let mut fresh = holder(&["a"]);
+        fresh.version = Some(Version::from(2));
+        assert!(commit.rebase_holder(&fresh));
+        let write = consumed_write([&commit]).expect("a holder write");
+        assert_eq!(write.precondition, fresh.precondition(), "on the new read");
+        let gone = holder(&["b"]);
+        assert!(
+            !commit.rebase_holder(&gone),
+            "its token was consumed meanwhile"
+        );
     }
 }

@@ -410,8 +410,8 @@ impl Core {
     /// those whose tokens are still in it, a few times at most — as a
     /// commit one at a time reads its holder again (`commit_consuming`);
     /// the holder is then read later than the entities, as the protocol
-    /// allows. Returns each member's entity
-    /// version, `None` for those not written.
+    /// allows. Returns each member's entity version, `None` for those not
+    /// written.
     async fn put_members(
         &self,
         ready: &mut [Ready],
@@ -454,8 +454,8 @@ impl Core {
                 })
                 .collect();
             self.count_shared(ready, &got);
-            for (i, versions) in got.into_iter().enumerate() {
-                written[i] = written[i].take().or(versions);
+            for (i, versions) in got.into_iter().enumerate().filter(|(_, v)| v.is_some()) {
+                written[i] = versions;
             }
             lost.extend(lost_now);
             live = self.read_holders_again(ready, again).await;
