@@ -67,6 +67,7 @@ pub mod endpoint;
 pub mod env;
 mod error;
 pub mod fault;
+mod group_commit;
 mod handler;
 pub mod lease_book;
 pub mod memory;

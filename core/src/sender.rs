@@ -19,11 +19,12 @@ use crate::colocated::Colocated;
 use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
+use crate::group_commit::GroupCommit;
 use crate::message::{DedupToken, Envelope, Message, MessageId};
 use crate::protocol::batch::{Group, put_groups};
 use crate::protocol::dispatched::Dispatched;
 use crate::protocol::finish::Finisher;
-use crate::protocol::{AttemptError, Probe, Sweeper};
+use crate::protocol::{AttemptError, Mutant, Probe, Sweeper};
 use crate::record::{
     EntityRecord, INTENT_PREFIX, Loaded, OutboxEntry, read_record, validate_name, write_record,
 };
@@ -89,6 +90,8 @@ pub struct Sender {
     retention: Duration,
     dispatched: Arc<Dispatched>,
     colocated: Option<Arc<dyn Colocated>>,
+    group: Option<Arc<GroupCommit>>,
+    mutant: Option<Mutant>,
 }
 
 /// How long a `Sender` keeps a processed message's intent record by default
@@ -117,6 +120,8 @@ impl Sender {
             retention: DEFAULT_INTENT_RETENTION,
             dispatched: Arc::default(),
             colocated: None,
+            group: Some(Arc::default()),
+            mutant: None,
         })
     }
 
@@ -151,6 +156,35 @@ impl Sender {
     pub fn colocated(mut self, unit: Arc<dyn Colocated>) -> Self {
         self.colocated = Some(unit);
         self
+    }
+
+    /// Whether sends that run at the same time create their intent records
+    /// together, in one [`put_all`](crate::Store::put_all) (default: on;
+    /// only on stores that write several keys atomically). One group is
+    /// written at a time and the next gathers meanwhile, so under
+    /// concurrent sends each costs a fraction of a store write; a send
+    /// alone is one plain write, as with it off. Turn it off where a
+    /// multi-key write costs more than single ones: DynamoDB bills a
+    /// transaction's items at twice a plain write's capacity. Clones share
+    /// the groups (and this setting, at the time of cloning).
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group = on.then(|| self.group.take().unwrap_or_default());
+        self
+    }
+
+    /// Selects a deliberately broken protocol variant (harness only).
+    #[cfg(feature = "harness")]
+    #[doc(hidden)]
+    pub fn mutant(mut self, mutant: Option<Mutant>) -> Self {
+        self.mutant = mutant;
+        self
+    }
+
+    /// Intent records this sender (and its clones) created together with
+    /// other sends' in one write (group commit, on stores with
+    /// [`put_all`](crate::Store::put_all)).
+    pub fn grouped_intents(&self) -> u64 {
+        self.group.as_ref().map_or(0, |g| g.grouped())
     }
 
     /// Sends `message` to `destination` under a fresh id.
@@ -489,7 +523,25 @@ impl Sender {
         record: EntityRecord,
     ) -> Result<Loaded, SendError> {
         let mut last = None;
+        // First with whatever other sends are running (one `put_all`), then,
+        // if that write is not reported done, alone.
+        let mut group = self
+            .group
+            .as_ref()
+            .filter(|_| self.store.capabilities().atomic_multi_key);
         for _ in 0..crate::protocol::finish::CONFLICT_LIMIT {
+            if let Some(group) = group.take() {
+                finisher.step(crate::Step::Group).await;
+                let ticket = group.queue(intent_write(key, &record));
+                finisher.step(crate::Step::Commit).await;
+                let store = self.store.as_ref();
+                if let Some(version) = group.commit(store, ticket, self.mutant).await {
+                    return Ok(Loaded {
+                        record,
+                        version: Some(version),
+                    });
+                }
+            }
             finisher.step(crate::Step::Commit).await;
             match self
                 .store

@@ -196,8 +196,10 @@ async fn catches_a_collector_that_deletes_referenced_blobs() {
 }
 
 /// The fault harness on a store that writes several keys atomically: the
-/// commit then consumes the incoming token itself (one `put_all`), with
-/// and without the sweeper racing the workers.
+/// commit then consumes the incoming token itself (one `put_all`), and the
+/// client's sends that run at the same time create their intent records in
+/// one `put_all` (group commit); with and without the sweeper racing the
+/// workers.
 #[tokio::test(flavor = "current_thread")]
 async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
     let backend =
@@ -222,6 +224,10 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
         assert!(
             report.one_write_commits > 2 * config.schedules,
             "commits consumed their token in one write: {report}"
+        );
+        assert!(
+            report.grouped_intents > config.schedules / 2,
+            "sends running at once created their intents in one write: {report}"
         );
     }
 }
@@ -415,4 +421,9 @@ async fn catches_an_entry_remembered_before_its_token_was_consumed() {
         &[ViolationKind::Duplicated, ViolationKind::LeftoverToken],
     )
     .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_group_commit_that_trusts_a_failed_write() {
+    catches_with_put_all(Mutant::GroupTrustsFailedWrite, 1, ViolationKind::Lost).await;
 }

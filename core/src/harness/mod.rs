@@ -340,6 +340,9 @@ pub struct Report {
     /// Of those, deliveries whose token was consumed in one write of its
     /// holder with other members' of the batch.
     pub shared_consumes: u64,
+    /// Intent records the client's `Sender` created together with other
+    /// sends' in one write (group commit).
+    pub grouped_intents: u64,
     /// Commits that sent or acked in the same transaction
     /// ([`Backend::colocated`]).
     pub colocated_commits: u64,
@@ -377,13 +380,14 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {} ({} shared consumes), colocated commits {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {} ({} shared consumes), grouped intents {}, colocated commits {}",
             self.lost,
             self.duplicated,
             self.violations.len(),
             self.one_write_commits,
             self.batched,
             self.shared_consumes,
+            self.grouped_intents,
             self.colocated_commits
         )?;
         if let Some(v) = self.violations.first() {

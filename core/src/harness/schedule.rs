@@ -231,7 +231,8 @@ impl World {
         );
         let mut sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
             .expect("harness names are valid")
-            .env(env.clone());
+            .env(env.clone())
+            .mutant(config.mutant);
         if let Some(unit) = &colocated {
             sender = sender.colocated(unit.clone());
         }
@@ -637,6 +638,7 @@ impl World {
                 report.batched += stats.batched;
                 report.shared_consumes += stats.shared_consumes;
             }
+            report.grouped_intents += self.sender.grouped_intents();
             for sent in &log.sent {
                 let (id, body) = (sent.envelope.id, &sent.envelope.body);
                 match log.committed.get(&id) {

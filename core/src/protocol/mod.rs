@@ -48,6 +48,9 @@ pub enum Step {
     Handle,
     /// The conditional write of state + OutboxEntry + tokens (step 3).
     Commit,
+    /// A `Sender` queues its intent write to be committed with the other
+    /// sends running at the same time (group commit); `Commit` follows.
+    Group,
     /// Send an entry's outgoing messages (step 4).
     Dispatch,
     /// Make a captured third-party call (step 4).

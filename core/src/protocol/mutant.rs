@@ -51,6 +51,11 @@ pub enum Mutant {
     /// token is never consumed: a copy that comes later runs the handler
     /// again (TLA+ mutant (j), `LeaveUnconsumed`).
     LeaveUnconsumed,
+    /// A `Sender`'s group commit reports every send of a group as written
+    /// when the group's `put_all` failed: those sends return `Ok` and
+    /// dispatch a message whose intent record (its token) was never
+    /// created, and the receiver drops it as already processed.
+    GroupTrustsFailedWrite,
 }
 
 impl Mutant {
@@ -66,11 +71,12 @@ impl Mutant {
                 | Mutant::BatchHolderPerMember
                 | Mutant::LeaveUnsent
                 | Mutant::LeaveUnconsumed
+                | Mutant::GroupTrustsFailedWrite
         )
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 11] = [
+    pub const ALL: [Mutant; 12] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -82,5 +88,6 @@ impl Mutant {
         Mutant::BatchHolderPerMember,
         Mutant::LeaveUnsent,
         Mutant::LeaveUnconsumed,
+        Mutant::GroupTrustsFailedWrite,
     ];
 }

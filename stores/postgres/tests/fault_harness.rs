@@ -32,6 +32,10 @@ async fn postgres_schedules_lose_and_duplicate_nothing() {
         report.one_write_commits > 0,
         "PostgreSQL writes two keys at once, so commits consume their token: {report}"
     );
+    assert!(
+        report.grouped_intents > 0,
+        "sends that met created their intents in one write: {report}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -107,6 +107,10 @@ struct Cli {
     /// only.
     #[arg(long)]
     colocated: bool,
+    /// The exactly-once producer's `Sender` writes each intent alone
+    /// (`Sender::group_commit(false)`): the before of group commit.
+    #[arg(long)]
+    no_group_commit: bool,
     /// Which tables of a backend to measure (comma-separated; default
     /// all).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -174,6 +178,7 @@ impl Cli {
             drain: self.drain,
             repeats: self.repeat.max(1),
             colocated: self.colocated,
+            group_commit: !self.no_group_commit,
             tables: if self.only.is_empty() {
                 vec![Table::Workload, Table::Contention, Table::FanOut]
             } else {
@@ -198,8 +203,11 @@ async fn run(cli: &Cli) -> Result<(), String> {
             " Commit, sends and ack in one transaction (--colocated)."
         } else {
             ""
-        }
+        },
     );
+    if cli.no_group_commit {
+        println!("The producer's intents are written one per send (--no-group-commit).\n");
+    }
     let quiet = "";
     match cli.scenario {
         Scenario::Memory => scenario::backend_scenario(&Backend::Memory, &s, quiet)

@@ -44,6 +44,8 @@ pub struct Settings {
     pub repeats: usize,
     /// Commits, sends and acks in one transaction (SQLite, PostgreSQL).
     pub colocated: bool,
+    /// The producer's `Sender` groups concurrent intent writes.
+    pub group_commit: bool,
     /// The tables of a backend to measure.
     pub tables: Vec<Table>,
 }
@@ -62,6 +64,7 @@ impl Settings {
             drain: self.drain,
             batch: self.batch,
             colocated: self.colocated,
+            group_commit: self.group_commit,
             producers: self.producers.unwrap_or(concurrency),
         }
     }

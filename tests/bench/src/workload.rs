@@ -147,6 +147,9 @@ pub struct Spec {
     /// Commit, send and ack in one transaction where the backend's queue
     /// shares the store's database (`Fresh::colocated`).
     pub colocated: bool,
+    /// The exactly-once producer's `Sender` groups concurrent intent
+    /// writes (`Sender::group_commit`).
+    pub group_commit: bool,
     /// Producer tasks.
     pub producers: usize,
 }
@@ -249,7 +252,8 @@ pub async fn run(
         producer_store.clone(),
         fresh.transport.clone(),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .group_commit(spec.group_commit);
     if let Some(unit) = producer_unit {
         sender = sender.colocated(unit);
     }

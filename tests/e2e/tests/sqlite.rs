@@ -29,6 +29,10 @@ async fn sqlite_schedules_lose_and_duplicate_nothing() {
         report.one_write_commits > 0,
         "SQLite writes two keys at once, so commits consume their token: {report}"
     );
+    assert!(
+        report.grouped_intents > 0,
+        "sends that met created their intents in one write: {report}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

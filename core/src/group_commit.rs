@@ -1,0 +1,243 @@
+//! Group commit of a [`Sender`](crate::Sender)'s intent records: sends that
+//! run at the same time create their records together, in one
+//! [`Store::put_all`], instead of one write each.
+//!
+//! One group is written at a time. A send queues its write, then waits for
+//! the writer; whoever gets it writes everything queued (its own write and
+//! the others', up to [`MAX_GROUP`] per `put_all`) and tells each send
+//! what became of its write. While one group is written the next one
+//! gathers, so the more sends run at once, the fewer store writes each
+//! costs; a send alone is written alone, with a plain `put`.
+//!
+//! Creating several records in one atomic write is the same as creating
+//! them one after another: each is its own key, written only if absent.
+//! A send whose group write failed (a conflict on one key fails them all),
+//! or whose write was taken by a task that was cancelled before it could
+//! answer, is not told "written": it writes on its own afterwards, as a send
+//! alone does, and a conflict there is read, not trusted. Only a write the
+//! store acknowledged is reported as written.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+use tokio::sync::oneshot::error::TryRecvError;
+
+use crate::protocol::Mutant;
+use crate::store::{Store, Version, Write};
+
+/// Most intent records created in one `put_all` (DynamoDB takes 100 items
+/// per transaction; larger groups gain little).
+pub(crate) const MAX_GROUP: usize = 32;
+
+/// Intent writes waiting for the writer, and the writer.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<Vec<Queued>>,
+    writer: tokio::sync::Mutex<()>,
+    grouped: AtomicU64,
+}
+
+/// A queued write and where its outcome goes.
+#[derive(Debug)]
+struct Queued {
+    write: Write,
+    outcome: oneshot::Sender<Option<Version>>,
+}
+
+/// A queued write's claim on its outcome.
+#[derive(Debug)]
+pub(crate) struct Ticket(oneshot::Receiver<Option<Version>>);
+
+impl GroupCommit {
+    /// Queues `write` for the next group.
+    pub(crate) fn queue(&self, write: Write) -> Ticket {
+        let (outcome, ticket) = oneshot::channel();
+        self.lock().push(Queued { write, outcome });
+        Ticket(ticket)
+    }
+
+    /// Waits until the write behind `ticket` was tried, writing the queued
+    /// groups itself when it gets the writer first. `Some` once the store
+    /// acknowledged it; `None` when the caller must write on its own.
+    pub(crate) async fn commit(
+        &self,
+        store: &dyn Store,
+        mut ticket: Ticket,
+        mutant: Option<Mutant>,
+    ) -> Option<Version> {
+        let _writer = self.writer.lock().await;
+        loop {
+            match ticket.0.try_recv() {
+                Ok(version) => return version,
+                Err(TryRecvError::Closed) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            let group = self.take_group();
+            // Holding the writer, an unanswered write is still queued; an
+            // empty queue here would be a bug, and writing alone is safe.
+            if group.is_empty() {
+                return None;
+            }
+            self.write(store, group, mutant).await;
+        }
+    }
+
+    /// The next writes to commit, oldest first. A write whose send stopped
+    /// waiting (a cancelled task) is dropped, not written: written later,
+    /// at the next send, possibly after the message's retention, it would
+    /// create the record of a message long processed, token and all.
+    fn take_group(&self) -> Vec<Queued> {
+        let mut queue = self.lock();
+        queue.retain(|q| !q.outcome.is_closed());
+        let n = queue.len().min(MAX_GROUP);
+        queue.drain(..n).collect()
+    }
+
+    /// Intent records created together with others so far.
+    pub(crate) fn grouped(&self) -> u64 {
+        self.grouped.load(Ordering::Relaxed)
+    }
+
+    async fn write(&self, store: &dyn Store, mut group: Vec<Queued>, mutant: Option<Mutant>) {
+        if group.len() == 1 {
+            let Queued { write, outcome } = group.remove(0);
+            let written = store
+                .put(&write.key, write.value, write.precondition)
+                .await
+                .ok();
+            let _ = outcome.send(written);
+            return;
+        }
+        let writes = group.iter().map(|q| q.write.clone()).collect();
+        let versions: Vec<Option<Version>> = match store.put_all(writes).await {
+            Ok(versions) => {
+                metrics::counter!("exactly_intents_grouped_total").increment(group.len() as u64);
+                self.grouped
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                versions.into_iter().map(Some).collect()
+            }
+            Err(_) if mutant == Some(Mutant::GroupTrustsFailedWrite) => group
+                .iter()
+                .map(|_| Some(Version::new("unwritten")))
+                .collect(),
+            Err(_) => vec![None; group.len()],
+        };
+        for (queued, version) in group.into_iter().zip(versions) {
+            // A send that stopped waiting (a cancelled task) needs no answer.
+            let _ = queued.outcome.send(version);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::store::Precondition;
+
+    fn create(key: &str) -> Write {
+        Write {
+            key: key.to_owned(),
+            value: Bytes::from_static(b"intent"),
+            precondition: Precondition::Absent,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_alone_is_a_put_and_reports_a_conflict_as_not_written() {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        let group = GroupCommit::default();
+        let first = group.queue(create("i/a"));
+        assert!(group.commit(&store, first, None).await.is_some());
+        let again = group.queue(create("i/a"));
+        assert_eq!(group.commit(&store, again, None).await, None);
+        assert_eq!(group.grouped(), 0);
+    }
+
+    #[tokio::test]
+    async fn queued_writes_go_in_one_put_all_and_each_gets_its_version() {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        let group = GroupCommit::default();
+        let tickets: Vec<Ticket> = ["i/a", "i/b", "i/c"]
+            .iter()
+            .map(|k| group.queue(create(k)))
+            .collect();
+        let mut versions = Vec::new();
+        for ticket in tickets {
+            versions.push(group.commit(&store, ticket, None).await);
+        }
+        assert_eq!(group.grouped(), 3);
+        for (key, version) in ["i/a", "i/b", "i/c"].iter().zip(versions) {
+            let stored = store.get(key).await.unwrap().expect("written");
+            assert_eq!(Some(stored.version), version);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_conflict_in_a_group_leaves_every_write_to_its_sender() {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        store
+            .put("i/b", Bytes::from_static(b"earlier"), Precondition::Absent)
+            .await
+            .unwrap();
+        let group = GroupCommit::default();
+        let (a, b) = (group.queue(create("i/a")), group.queue(create("i/b")));
+        assert_eq!(group.commit(&store, a, None).await, None);
+        assert_eq!(group.commit(&store, b, None).await, None);
+        assert_eq!(store.get("i/a").await.unwrap(), None, "all or nothing");
+        assert_eq!(group.grouped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_taken_by_a_cancelled_writer_is_left_to_its_sender() {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        let group = GroupCommit::default();
+        let (a, b) = (group.queue(create("i/a")), group.queue(create("i/b")));
+        // The writer for `a` takes both writes and is dropped before it
+        // answers (a cancelled task): `b` must not wait for ever.
+        let taken: Vec<Queued> = group.lock().drain(..).collect();
+        drop(taken);
+        drop(a);
+        assert_eq!(group.commit(&store, b, None).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_send_was_cancelled_is_not_written_later() {
+        let store = MemoryStore::new().atomic_multi_key(true);
+        let group = GroupCommit::default();
+        drop(group.queue(create("i/gone")));
+        let next = group.queue(create("i/next"));
+        assert!(group.commit(&store, next, None).await.is_some());
+        assert_eq!(store.get("i/gone").await.unwrap(), None);
+        assert!(group.lock().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sends_share_writes_and_all_are_written() {
+        let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
+        let group = Arc::new(GroupCommit::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let (store, group) = (store.clone(), group.clone());
+            tasks.spawn(async move {
+                let ticket = group.queue(create(&format!("i/{i}")));
+                group.commit(store.as_ref(), ticket, None).await
+            });
+        }
+        while let Some(version) = tasks.join_next().await {
+            assert!(version.unwrap().is_some());
+        }
+        for i in 0..200 {
+            assert!(store.get(&format!("i/{i}")).await.unwrap().is_some());
+        }
+    }
+}
