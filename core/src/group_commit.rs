@@ -9,6 +9,13 @@
 //! gathers, so the more sends run at once, the fewer store writes each
 //! costs; a send alone is written alone, with a plain `put`.
 //!
+//! Grouping costs a send a hand-off between tasks; it pays only when
+//! writes take long enough for other sends to gather meanwhile. So a
+//! [`Sender`](crate::Sender) groups only while its recent writes take at
+//! least [`DEFAULT_GROUP_ABOVE`] (a database's commit, not an in-memory
+//! map's insert; `Sender::group_commit_above`): [`GroupCommit::write_time`]
+//! is a running average over its writes, alone or grouped.
+//!
 //! Creating several records in one atomic write is the same as creating
 //! them one after another: each is its own key, written only if absent.
 //! A send whose group write failed (a conflict on one key fails them all),
@@ -19,6 +26,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::sync::oneshot::error::TryRecvError;
@@ -30,12 +38,18 @@ use crate::store::{Store, Version, Write};
 /// per transaction; larger groups gain little).
 pub(crate) const MAX_GROUP: usize = 32;
 
+/// A `Sender` groups its intent writes while they take at least this long
+/// on average (`Sender::group_commit_above`).
+pub const DEFAULT_GROUP_ABOVE: Duration = Duration::from_micros(200);
+
 /// Intent writes waiting for the writer, and the writer.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Queued>>,
     writer: tokio::sync::Mutex<()>,
     grouped: AtomicU64,
+    /// Running average of a write's duration, in microseconds.
+    write_micros: AtomicU64,
 }
 
 /// A queued write and where its outcome goes.
@@ -66,7 +80,15 @@ impl GroupCommit {
         mut ticket: Ticket,
         mutant: Option<Mutant>,
     ) -> Option<Version> {
-        let _writer = self.writer.lock().await;
+        // Whichever comes first: the answer (another send wrote this one)
+        // or the writer. Waiting for the writer alone would make every
+        // answered send queue up for it, one after another, only to learn
+        // it was done.
+        let _writer = tokio::select! {
+            biased;
+            outcome = &mut ticket.0 => return outcome.ok().flatten(),
+            writer = self.writer.lock() => writer,
+        };
         loop {
             match ticket.0.try_recv() {
                 Ok(version) => return version,
@@ -94,23 +116,45 @@ impl GroupCommit {
         queue.drain(..n).collect()
     }
 
+    /// How long this sender's intent writes took lately (a running
+    /// average of the last few, alone or grouped; zero before the first).
+    pub(crate) fn write_time(&self) -> Duration {
+        Duration::from_micros(self.write_micros.load(Ordering::Relaxed))
+    }
+
+    /// Adds a write that took `took` to the running average (weight 1/8).
+    pub(crate) fn record_write_time(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.write_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.write_micros.store(new.max(1), Ordering::Relaxed);
+    }
+
     /// Intent records created together with others so far.
     pub(crate) fn grouped(&self) -> u64 {
         self.grouped.load(Ordering::Relaxed)
     }
 
     async fn write(&self, store: &dyn Store, mut group: Vec<Queued>, mutant: Option<Mutant>) {
+        let started = Instant::now();
         if group.len() == 1 {
             let Queued { write, outcome } = group.remove(0);
             let written = store
                 .put(&write.key, write.value, write.precondition)
                 .await
                 .ok();
+            self.record_write_time(started.elapsed());
             let _ = outcome.send(written);
             return;
         }
         let writes = group.iter().map(|q| q.write.clone()).collect();
-        let versions: Vec<Option<Version>> = match store.put_all(writes).await {
+        let written = store.put_all(writes).await;
+        self.record_write_time(started.elapsed());
+        let versions: Vec<Option<Version>> = match written {
             Ok(versions) => {
                 metrics::counter!("exactly_intents_grouped_total").increment(group.len() as u64);
                 self.grouped
@@ -208,6 +252,30 @@ mod tests {
         drop(taken);
         drop(a);
         assert_eq!(group.commit(&store, b, None).await, None);
+    }
+
+    #[test]
+    fn the_write_time_follows_recent_writes() {
+        let group = GroupCommit::default();
+        assert_eq!(group.write_time(), Duration::ZERO);
+        group.record_write_time(Duration::from_millis(2));
+        assert_eq!(group.write_time(), Duration::from_millis(2));
+        for _ in 0..40 {
+            group.record_write_time(Duration::from_micros(5));
+        }
+        assert!(
+            group.write_time() < DEFAULT_GROUP_ABOVE,
+            "{:?}",
+            group.write_time()
+        );
+        for _ in 0..40 {
+            group.record_write_time(Duration::from_millis(1));
+        }
+        assert!(
+            group.write_time() > DEFAULT_GROUP_ABOVE,
+            "{:?}",
+            group.write_time()
+        );
     }
 
     #[tokio::test]

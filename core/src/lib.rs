@@ -89,6 +89,7 @@ pub use context::{Context, Routes};
 pub use endpoint::{Config, Endpoint, EndpointBuilder, Guarantee, RetryPolicy};
 pub use env::Env;
 pub use error::{BoxError, CodecError, HandlerError, InvalidName, StoreError, TransportError};
+pub use group_commit::DEFAULT_GROUP_ABOVE;
 pub use handler::{FnHandler, Handler, handler_fn};
 pub use memory::{MemoryColocated, MemoryStore, MemoryTransport};
 pub use message::{DedupToken, Envelope, Message, MessageId, UNDECODABLE_TYPE};

@@ -19,7 +19,7 @@ use crate::colocated::Colocated;
 use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{DEFAULT_GROUP_ABOVE, GroupCommit};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
 use crate::protocol::batch::{Group, put_groups};
 use crate::protocol::dispatched::Dispatched;
@@ -91,6 +91,7 @@ pub struct Sender {
     dispatched: Arc<Dispatched>,
     colocated: Option<Arc<dyn Colocated>>,
     group: Option<Arc<GroupCommit>>,
+    group_above: Duration,
     mutant: Option<Mutant>,
 }
 
@@ -121,6 +122,7 @@ impl Sender {
             dispatched: Arc::default(),
             colocated: None,
             group: Some(Arc::default()),
+            group_above: DEFAULT_GROUP_ABOVE,
             mutant: None,
         })
     }
@@ -160,15 +162,27 @@ impl Sender {
 
     /// Whether sends that run at the same time create their intent records
     /// together, in one [`put_all`](crate::Store::put_all) (default: on;
-    /// only on stores that write several keys atomically). One group is
+    /// only on stores that write several keys atomically, and only while
+    /// writes are slow enough for it to pay, see
+    /// [`group_commit_above`](Self::group_commit_above)). One group is
     /// written at a time and the next gathers meanwhile, so under
     /// concurrent sends each costs a fraction of a store write; a send
     /// alone is one plain write, as with it off. Turn it off where a
     /// multi-key write costs more than single ones: DynamoDB bills a
     /// transaction's items at twice a plain write's capacity. Clones share
-    /// the groups (and this setting, at the time of cloning).
+    /// the groups (and these settings, at the time of cloning).
     pub fn group_commit(mut self, on: bool) -> Self {
         self.group = on.then(|| self.group.take().unwrap_or_default());
+        self
+    }
+
+    /// Groups intent writes only while this sender's recent writes took at
+    /// least `latency` on average (default [`DEFAULT_GROUP_ABOVE`],
+    /// 200 µs): a database commit is worth sharing, an in-memory insert is
+    /// cheaper than the hand-off between tasks that sharing it costs.
+    /// `Duration::ZERO` groups whenever sends meet.
+    pub fn group_commit_above(mut self, latency: Duration) -> Self {
+        self.group_above = latency;
         self
     }
 
@@ -525,10 +539,9 @@ impl Sender {
         let mut last = None;
         // First with whatever other sends are running (one `put_all`), then,
         // if that write is not reported done, alone.
-        let mut group = self
-            .group
-            .as_ref()
-            .filter(|_| self.store.capabilities().atomic_multi_key);
+        let mut group = self.group.as_ref().filter(|g| {
+            self.store.capabilities().atomic_multi_key && g.write_time() >= self.group_above
+        });
         for _ in 0..crate::protocol::finish::CONFLICT_LIMIT {
             if let Some(group) = group.take() {
                 finisher.step(crate::Step::Group).await;
@@ -543,11 +556,15 @@ impl Sender {
                 }
             }
             finisher.step(crate::Step::Commit).await;
-            match self
+            let started = std::time::Instant::now();
+            let written = self
                 .store
                 .put(key, record.encode(), Precondition::Absent)
-                .await
-            {
+                .await;
+            if let Some(group) = &self.group {
+                group.record_write_time(started.elapsed());
+            }
+            match written {
                 Ok(version) => {
                     return Ok(Loaded {
                         record,

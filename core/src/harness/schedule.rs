@@ -232,6 +232,7 @@ impl World {
         let mut sender = Sender::new(format!("{ns}client"), store.clone(), transport.clone())
             .expect("harness names are valid")
             .env(env.clone())
+            .group_commit_above(Duration::ZERO)
             .mutant(config.mutant);
         if let Some(unit) = &colocated {
             sender = sender.colocated(unit.clone());
