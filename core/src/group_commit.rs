@@ -1,6 +1,8 @@
 //! Group commit of a [`Sender`](crate::Sender)'s intent records: sends that
 //! run at the same time create their records together, in one
-//! [`Store::put_all`], instead of one write each.
+//! [`Store::put_all`], instead of one write each. Where the queue shares the
+//! store's database ([`Colocated`]), the group is one transaction holding
+//! every record and every message.
 //!
 //! One group is written at a time. A send queues its write, then waits for
 //! the writer; whoever gets it writes everything queued (its own write and
@@ -31,8 +33,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::sync::oneshot::error::TryRecvError;
 
+use crate::colocated::Colocated;
+use crate::error::StoreError;
 use crate::protocol::Mutant;
 use crate::store::{Store, Version, Write};
+use crate::transport::Outgoing;
 
 /// Most intent records created in one `put_all` (DynamoDB takes 100 items
 /// per transaction; larger groups gain little).
@@ -52,10 +57,22 @@ pub(crate) struct GroupCommit {
     write_micros: AtomicU64,
 }
 
-/// A queued write and where its outcome goes.
+/// Where a group is written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target<'a> {
+    /// The store: a write alone with `put`, a group with `put_all`.
+    Store(&'a dyn Store),
+    /// The store's database with the queue: the records and their messages
+    /// in one transaction.
+    Colocated(&'a dyn Colocated),
+}
+
+/// A queued write, the messages that go with it (colocated only), and
+/// where its outcome goes.
 #[derive(Debug)]
 struct Queued {
     write: Write,
+    send: Vec<Outgoing>,
     outcome: oneshot::Sender<Option<Version>>,
 }
 
@@ -64,10 +81,15 @@ struct Queued {
 pub(crate) struct Ticket(oneshot::Receiver<Option<Version>>);
 
 impl GroupCommit {
-    /// Queues `write` for the next group.
-    pub(crate) fn queue(&self, write: Write) -> Ticket {
+    /// Queues `write`, and the messages to send with it where the target
+    /// is [`Target::Colocated`], for the next group.
+    pub(crate) fn queue(&self, write: Write, send: Vec<Outgoing>) -> Ticket {
         let (outcome, ticket) = oneshot::channel();
-        self.lock().push(Queued { write, outcome });
+        self.lock().push(Queued {
+            write,
+            send,
+            outcome,
+        });
         Ticket(ticket)
     }
 
@@ -76,7 +98,7 @@ impl GroupCommit {
     /// acknowledged it; `None` when the caller must write on its own.
     pub(crate) async fn commit(
         &self,
-        store: &dyn Store,
+        target: Target<'_>,
         mut ticket: Ticket,
         mutant: Option<Mutant>,
     ) -> Option<Version> {
@@ -101,7 +123,7 @@ impl GroupCommit {
             if group.is_empty() {
                 return None;
             }
-            self.write(store, group, mutant).await;
+            self.write(target, group, mutant).await;
         }
     }
 
@@ -139,26 +161,35 @@ impl GroupCommit {
         self.grouped.load(Ordering::Relaxed)
     }
 
-    async fn write(&self, store: &dyn Store, mut group: Vec<Queued>, mutant: Option<Mutant>) {
+    async fn write(&self, target: Target<'_>, mut group: Vec<Queued>, mutant: Option<Mutant>) {
         let started = Instant::now();
-        if group.len() == 1 {
-            let Queued { write, outcome } = group.remove(0);
-            let written = store
-                .put(&write.key, write.value, write.precondition)
-                .await
-                .ok();
-            self.record_write_time(started.elapsed());
-            let _ = outcome.send(written);
-            return;
-        }
-        let writes = group.iter().map(|q| q.write.clone()).collect();
-        let written = store.put_all(writes).await;
+        let written: Result<Vec<Version>, StoreError> = match target {
+            Target::Store(store) if group.len() == 1 => {
+                let write = &mut group[0].write;
+                let value = std::mem::take(&mut write.value);
+                store
+                    .put(&write.key, value, write.precondition.clone())
+                    .await
+                    .map(|version| vec![version])
+            }
+            Target::Store(store) => {
+                let writes = group.iter().map(|q| q.write.clone()).collect();
+                store.put_all(writes).await
+            }
+            Target::Colocated(unit) => {
+                let writes = group.iter().map(|q| q.write.clone()).collect();
+                let send = group.iter_mut().flat_map(|q| q.send.drain(..)).collect();
+                unit.put_all_with(writes, send, Vec::new()).await
+            }
+        };
         self.record_write_time(started.elapsed());
         let versions: Vec<Option<Version>> = match written {
             Ok(versions) => {
-                metrics::counter!("exactly_intents_grouped_total").increment(group.len() as u64);
-                self.grouped
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                if group.len() > 1 {
+                    let n = group.len() as u64;
+                    metrics::counter!("exactly_intents_grouped_total").increment(n);
+                    self.grouped.fetch_add(n, Ordering::Relaxed);
+                }
                 versions.into_iter().map(Some).collect()
             }
             Err(_) if mutant == Some(Mutant::GroupTrustsFailedWrite) => group
@@ -188,6 +219,12 @@ mod tests {
     use crate::memory::MemoryStore;
     use crate::store::Precondition;
 
+    impl GroupCommit {
+        fn queue_write(&self, write: Write) -> Ticket {
+            self.queue(write, Vec::new())
+        }
+    }
+
     fn create(key: &str) -> Write {
         Write {
             key: key.to_owned(),
@@ -200,10 +237,15 @@ mod tests {
     async fn a_write_alone_is_a_put_and_reports_a_conflict_as_not_written() {
         let store = MemoryStore::new().atomic_multi_key(true);
         let group = GroupCommit::default();
-        let first = group.queue(create("i/a"));
-        assert!(group.commit(&store, first, None).await.is_some());
-        let again = group.queue(create("i/a"));
-        assert_eq!(group.commit(&store, again, None).await, None);
+        let first = group.queue_write(create("i/a"));
+        assert!(
+            group
+                .commit(Target::Store(&store), first, None)
+                .await
+                .is_some()
+        );
+        let again = group.queue_write(create("i/a"));
+        assert_eq!(group.commit(Target::Store(&store), again, None).await, None);
         assert_eq!(group.grouped(), 0);
     }
 
@@ -213,11 +255,11 @@ mod tests {
         let group = GroupCommit::default();
         let tickets: Vec<Ticket> = ["i/a", "i/b", "i/c"]
             .iter()
-            .map(|k| group.queue(create(k)))
+            .map(|k| group.queue_write(create(k)))
             .collect();
         let mut versions = Vec::new();
         for ticket in tickets {
-            versions.push(group.commit(&store, ticket, None).await);
+            versions.push(group.commit(Target::Store(&store), ticket, None).await);
         }
         assert_eq!(group.grouped(), 3);
         for (key, version) in ["i/a", "i/b", "i/c"].iter().zip(versions) {
@@ -234,9 +276,12 @@ mod tests {
             .await
             .unwrap();
         let group = GroupCommit::default();
-        let (a, b) = (group.queue(create("i/a")), group.queue(create("i/b")));
-        assert_eq!(group.commit(&store, a, None).await, None);
-        assert_eq!(group.commit(&store, b, None).await, None);
+        let (a, b) = (
+            group.queue_write(create("i/a")),
+            group.queue_write(create("i/b")),
+        );
+        assert_eq!(group.commit(Target::Store(&store), a, None).await, None);
+        assert_eq!(group.commit(Target::Store(&store), b, None).await, None);
         assert_eq!(store.get("i/a").await.unwrap(), None, "all or nothing");
         assert_eq!(group.grouped(), 0);
     }
@@ -245,13 +290,16 @@ mod tests {
     async fn a_write_taken_by_a_cancelled_writer_is_left_to_its_sender() {
         let store = MemoryStore::new().atomic_multi_key(true);
         let group = GroupCommit::default();
-        let (a, b) = (group.queue(create("i/a")), group.queue(create("i/b")));
+        let (a, b) = (
+            group.queue_write(create("i/a")),
+            group.queue_write(create("i/b")),
+        );
         // The writer for `a` takes both writes and is dropped before it
         // answers (a cancelled task): `b` must not wait for ever.
         let taken: Vec<Queued> = group.lock().drain(..).collect();
         drop(taken);
         drop(a);
-        assert_eq!(group.commit(&store, b, None).await, None);
+        assert_eq!(group.commit(Target::Store(&store), b, None).await, None);
     }
 
     #[test]
@@ -282,11 +330,77 @@ mod tests {
     async fn a_write_whose_send_was_cancelled_is_not_written_later() {
         let store = MemoryStore::new().atomic_multi_key(true);
         let group = GroupCommit::default();
-        drop(group.queue(create("i/gone")));
-        let next = group.queue(create("i/next"));
-        assert!(group.commit(&store, next, None).await.is_some());
+        drop(group.queue_write(create("i/gone")));
+        let next = group.queue_write(create("i/next"));
+        assert!(
+            group
+                .commit(Target::Store(&store), next, None)
+                .await
+                .is_some()
+        );
         assert_eq!(store.get("i/gone").await.unwrap(), None);
         assert!(group.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_colocated_group_is_one_transaction_of_records_and_messages() {
+        use crate::message::Envelope;
+        use crate::transport::Transport;
+
+        let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
+        let transport = Arc::new(crate::memory::MemoryTransport::new());
+        let unit = crate::memory::MemoryColocated::new(store.clone(), transport.clone());
+        let message = |n: u128| {
+            Outgoing::new(Envelope {
+                id: crate::message::MessageId::from_uuid(uuid::Uuid::from_u128(n)),
+                message_type: "Order".into(),
+                destination: "orders".into(),
+                headers: Default::default(),
+                correlation_id: None,
+                causation_id: None,
+                reply_to: None,
+                token: None,
+                content_type: "application/json".into(),
+                body: Bytes::from_static(b"{}"),
+            })
+        };
+        let group = GroupCommit::default();
+        let a = group.queue(create("i/a"), vec![message(1)]);
+        let b = group.queue(create("i/b"), vec![message(2)]);
+        assert!(
+            group
+                .commit(Target::Colocated(&unit), a, None)
+                .await
+                .is_some()
+        );
+        assert!(
+            group
+                .commit(Target::Colocated(&unit), b, None)
+                .await
+                .is_some()
+        );
+        assert_eq!(group.grouped(), 2);
+        assert!(store.get("i/b").await.unwrap().is_some());
+        let got = transport
+            .receive("orders", 10, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2);
+
+        // A refused record sends nothing, for any send of the group.
+        let c = group.queue(create("i/c"), vec![message(3)]);
+        let again = group.queue(create("i/a"), vec![message(4)]);
+        assert_eq!(group.commit(Target::Colocated(&unit), c, None).await, None);
+        assert_eq!(
+            group.commit(Target::Colocated(&unit), again, None).await,
+            None
+        );
+        assert_eq!(store.get("i/c").await.unwrap(), None);
+        let got = transport
+            .receive("orders", 10, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(got.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,8 +411,10 @@ mod tests {
         for i in 0..200 {
             let (store, group) = (store.clone(), group.clone());
             tasks.spawn(async move {
-                let ticket = group.queue(create(&format!("i/{i}")));
-                group.commit(store.as_ref(), ticket, None).await
+                let ticket = group.queue_write(create(&format!("i/{i}")));
+                group
+                    .commit(Target::Store(store.as_ref()), ticket, None)
+                    .await
             });
         }
         while let Some(version) = tasks.join_next().await {

@@ -19,7 +19,7 @@ use crate::colocated::Colocated;
 use crate::context::Context;
 use crate::env::Env;
 use crate::error::{CodecError, HandlerError, InvalidName, StoreError};
-use crate::group_commit::{DEFAULT_GROUP_ABOVE, GroupCommit};
+use crate::group_commit::{DEFAULT_GROUP_ABOVE, GroupCommit, Target};
 use crate::message::{DedupToken, Envelope, Message, MessageId};
 use crate::protocol::batch::{Group, put_groups};
 use crate::protocol::dispatched::Dispatched;
@@ -402,20 +402,39 @@ impl Sender {
         let Some(unit) = &self.colocated else {
             return Ok(None);
         };
-        let writes = intents
+        let writes: Vec<Write> = intents
             .iter()
             .map(|(key, record)| intent_write(key, record))
             .collect();
-        let send = intents
+        let send: Vec<Outgoing> = intents
             .iter()
             .flat_map(|(_, record)| &record.outbox)
             .flat_map(|entry| entry.messages.iter().cloned())
             .collect();
-        finisher.step(crate::Step::Commit).await;
-        let versions = match unit.put_all_with(writes, send, Vec::new()).await {
-            Ok(versions) => versions,
-            Err(e) if e.is_conflict() => return Ok(None),
-            Err(e) => return Err(e.into()),
+        // One send: first with the others running (one transaction for
+        // all their records and messages), then, if not reported done,
+        // alone.
+        let mut grouped = None;
+        if let (1, Some(group)) = (writes.len(), self.grouping(true)) {
+            finisher.step(crate::Step::Group).await;
+            let ticket = group.queue(writes[0].clone(), send.clone());
+            finisher.step(crate::Step::Commit).await;
+            let target = Target::Colocated(unit.as_ref());
+            grouped = group.commit(target, ticket, self.mutant).await;
+        }
+        let versions = match grouped {
+            Some(version) => vec![version],
+            None => {
+                finisher.step(crate::Step::Commit).await;
+                let started = std::time::Instant::now();
+                let written = unit.put_all_with(writes, send, Vec::new()).await;
+                self.record_write_time(started);
+                match written {
+                    Ok(versions) => versions,
+                    Err(e) if e.is_conflict() => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         };
         for (key, record) in intents {
             for entry in &record.outbox {
@@ -521,6 +540,22 @@ impl Sender {
         Ok(current)
     }
 
+    /// The group commit, if this send should go through it: on, writes
+    /// that can hold several records at once (`atomic`), and recent writes
+    /// slow enough for it to pay.
+    fn grouping(&self, atomic: bool) -> Option<&GroupCommit> {
+        let group = self.group.as_deref()?;
+        (atomic && group.write_time() >= self.group_above).then_some(group)
+    }
+
+    /// Counts a write that started at `started` into the group commit's
+    /// running average.
+    fn record_write_time(&self, started: std::time::Instant) {
+        if let Some(group) = &self.group {
+            group.record_write_time(started.elapsed());
+        }
+    }
+
     /// The store key of the intent record for `id`.
     pub fn record_key(&self, id: MessageId) -> String {
         format!("{INTENT_PREFIX}{}/{id}", self.source)
@@ -539,16 +574,14 @@ impl Sender {
         let mut last = None;
         // First with whatever other sends are running (one `put_all`), then,
         // if that write is not reported done, alone.
-        let mut group = self.group.as_ref().filter(|g| {
-            self.store.capabilities().atomic_multi_key && g.write_time() >= self.group_above
-        });
+        let mut group = self.grouping(self.store.capabilities().atomic_multi_key);
         for _ in 0..crate::protocol::finish::CONFLICT_LIMIT {
             if let Some(group) = group.take() {
                 finisher.step(crate::Step::Group).await;
-                let ticket = group.queue(intent_write(key, &record));
+                let ticket = group.queue(intent_write(key, &record), Vec::new());
                 finisher.step(crate::Step::Commit).await;
-                let store = self.store.as_ref();
-                if let Some(version) = group.commit(store, ticket, self.mutant).await {
+                let target = Target::Store(self.store.as_ref());
+                if let Some(version) = group.commit(target, ticket, self.mutant).await {
                     return Ok(Loaded {
                         record,
                         version: Some(version),
@@ -561,9 +594,7 @@ impl Sender {
                 .store
                 .put(key, record.encode(), Precondition::Absent)
                 .await;
-            if let Some(group) = &self.group {
-                group.record_write_time(started.elapsed());
-            }
+            self.record_write_time(started);
             match written {
                 Ok(version) => {
                     return Ok(Loaded {

@@ -235,7 +235,8 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
 /// The fault harness on a store and queue in one database
 /// ([`exactly::Colocated`]): a commit, the messages it sends and the ack of
 /// the message it handled are one step, as is a `Sender`'s intent and its
-/// message; with and without the sweeper racing the workers, and with
+/// message (and sends that meet, all their intents and messages: group
+/// commit); with and without the sweeper racing the workers, and with
 /// batches (every commit of a batch, their sends and acks in one step).
 #[tokio::test(flavor = "current_thread")]
 async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing() {
@@ -271,6 +272,12 @@ async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing
         assert!(
             config.batch == 1 || report.batched > config.schedules,
             "deliveries were committed in batches: {report}"
+        );
+        // With batches the client sends several messages at a time
+        // (`send_all`: one transaction already), not one send each.
+        assert!(
+            config.batch > 1 || report.grouped_intents > 0,
+            "sends that met created their intents and messages in one transaction: {report}"
         );
     }
 }
@@ -426,4 +433,15 @@ async fn catches_an_entry_remembered_before_its_token_was_consumed() {
 #[tokio::test(flavor = "current_thread")]
 async fn catches_a_group_commit_that_trusts_a_failed_write() {
     catches_with_put_all(Mutant::GroupTrustsFailedWrite, 1, ViolationKind::Lost).await;
+    // Where a group is one transaction of records and messages: neither
+    // was written, and the sends return `Ok`.
+    let config = Config {
+        schedules: 10_000,
+        mutant: Some(Mutant::GroupTrustsFailedWrite),
+        stop_on: vec![ViolationKind::Lost],
+        ..Config::default()
+    };
+    let report = harness::run(&config, &harness::memory_colocated_backend()).await;
+    println!("colocated: {report}");
+    assert!(report.found(ViolationKind::Lost), "{report}");
 }

@@ -93,5 +93,9 @@ async fn one_transaction_commits_on_sqlite_lose_and_duplicate_nothing() {
             batch == 1 || (report.batched > 0 && report.shared_consumes > 0),
             "deliveries were committed in batches, some sharing a token holder: {report}"
         );
+        assert!(
+            batch > 1 || report.grouped_intents > 0,
+            "sends that met committed their intents and messages in one transaction: {report}"
+        );
     }
 }

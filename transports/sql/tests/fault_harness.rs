@@ -60,6 +60,10 @@ async fn one_statement_commits_on_postgres_lose_and_duplicate_nothing() {
         report.colocated_commits > 4 * 200,
         "commits sent and acked in the same statement: {report}"
     );
+    assert!(
+        report.grouped_intents > 0,
+        "sends that met committed their intents and messages together: {report}"
+    );
     let config = Config {
         schedules: 100,
         first_seed: 60_000,
