@@ -223,6 +223,10 @@ mod tests {
         fn queue_write(&self, write: Write) -> Ticket {
             self.queue(write, Vec::new())
         }
+
+        async fn on(&self, store: &MemoryStore, ticket: Ticket) -> Option<Version> {
+            self.commit(Target::Store(store), ticket, None).await
+        }
     }
 
     fn create(key: &str) -> Write {
@@ -238,14 +242,9 @@ mod tests {
         let store = MemoryStore::new().atomic_multi_key(true);
         let group = GroupCommit::default();
         let first = group.queue_write(create("i/a"));
-        assert!(
-            group
-                .commit(Target::Store(&store), first, None)
-                .await
-                .is_some()
-        );
+        assert!(group.on(&store, first).await.is_some());
         let again = group.queue_write(create("i/a"));
-        assert_eq!(group.commit(Target::Store(&store), again, None).await, None);
+        assert_eq!(group.on(&store, again).await, None);
         assert_eq!(group.grouped(), 0);
     }
 
@@ -259,7 +258,7 @@ mod tests {
             .collect();
         let mut versions = Vec::new();
         for ticket in tickets {
-            versions.push(group.commit(Target::Store(&store), ticket, None).await);
+            versions.push(group.on(&store, ticket).await);
         }
         assert_eq!(group.grouped(), 3);
         for (key, version) in ["i/a", "i/b", "i/c"].iter().zip(versions) {
@@ -280,8 +279,8 @@ mod tests {
             group.queue_write(create("i/a")),
             group.queue_write(create("i/b")),
         );
-        assert_eq!(group.commit(Target::Store(&store), a, None).await, None);
-        assert_eq!(group.commit(Target::Store(&store), b, None).await, None);
+        assert_eq!(group.on(&store, a).await, None);
+        assert_eq!(group.on(&store, b).await, None);
         assert_eq!(store.get("i/a").await.unwrap(), None, "all or nothing");
         assert_eq!(group.grouped(), 0);
     }
@@ -299,7 +298,7 @@ mod tests {
         let taken: Vec<Queued> = group.lock().drain(..).collect();
         drop(taken);
         drop(a);
-        assert_eq!(group.commit(Target::Store(&store), b, None).await, None);
+        assert_eq!(group.on(&store, b).await, None);
     }
 
     #[test]
@@ -332,12 +331,7 @@ mod tests {
         let group = GroupCommit::default();
         drop(group.queue_write(create("i/gone")));
         let next = group.queue_write(create("i/next"));
-        assert!(
-            group
-                .commit(Target::Store(&store), next, None)
-                .await
-                .is_some()
-        );
+        assert!(group.on(&store, next).await.is_some());
         assert_eq!(store.get("i/gone").await.unwrap(), None);
         assert!(group.lock().is_empty());
     }
