@@ -416,11 +416,10 @@ impl Sender {
         // alone.
         let mut grouped = None;
         if let (1, Some(group)) = (writes.len(), self.grouping(true)) {
-            finisher.step(crate::Step::Group).await;
-            let ticket = group.queue(writes[0].clone(), send.clone());
-            finisher.step(crate::Step::Commit).await;
             let target = Target::Colocated(unit.as_ref());
-            grouped = group.commit(target, ticket, self.mutant).await;
+            grouped = self
+                .commit_grouped(finisher, group, target, writes[0].clone(), send.clone())
+                .await;
         }
         let versions = match grouped {
             Some(version) => vec![version],
@@ -548,6 +547,23 @@ impl Sender {
         (atomic && group.write_time() >= self.group_above).then_some(group)
     }
 
+    /// Queues `write` (and `send`) with the sends running at the same time
+    /// and waits for the group's write: `Some` once stored, `None` when the
+    /// caller must write alone.
+    async fn commit_grouped(
+        &self,
+        finisher: &Finisher<'_>,
+        group: &GroupCommit,
+        target: Target<'_>,
+        write: Write,
+        send: Vec<Outgoing>,
+    ) -> Option<Version> {
+        finisher.step(crate::Step::Group).await;
+        let ticket = group.queue(write, send);
+        finisher.step(crate::Step::Commit).await;
+        group.commit(target, ticket, self.mutant).await
+    }
+
     /// Counts a write that started at `started` into the group commit's
     /// running average.
     fn record_write_time(&self, started: std::time::Instant) {
@@ -577,11 +593,10 @@ impl Sender {
         let mut group = self.grouping(self.store.capabilities().atomic_multi_key);
         for _ in 0..crate::protocol::finish::CONFLICT_LIMIT {
             if let Some(group) = group.take() {
-                finisher.step(crate::Step::Group).await;
-                let ticket = group.queue(intent_write(key, &record), Vec::new());
-                finisher.step(crate::Step::Commit).await;
                 let target = Target::Store(self.store.as_ref());
-                if let Some(version) = group.commit(target, ticket, self.mutant).await {
+                let write = intent_write(key, &record);
+                let grouped = self.commit_grouped(finisher, group, target, write, Vec::new());
+                if let Some(version) = grouped.await {
                     return Ok(Loaded {
                         record,
                         version: Some(version),
