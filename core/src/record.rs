@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::base64_bytes;
 use crate::call::PendingCall;
 use crate::error::{InvalidName, StoreError};
+#[cfg(test)]
+use crate::message::Envelope;
 use crate::message::{DedupToken, MessageId};
 use crate::store::{Precondition, Store, Version, Versioned, Write};
 use crate::transport::Outgoing;
@@ -152,6 +154,46 @@ impl EntityRecord {
         true
     }
 
+    /// This record as [`consume_token`](Self::consume_token) of each of
+    /// `ids` would leave it, built without copying what the consumes drop
+    /// (a `Sender`'s intent entry, its envelope with it): the write a
+    /// commit makes of a token holder it read.
+    pub fn consumed(&self, ids: &[MessageId]) -> EntityRecord {
+        // A consume of an id whose token is not here changes nothing.
+        let ids: Vec<MessageId> = ids
+            .iter()
+            .filter(|id| self.tokens.contains(id))
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return self.clone();
+        }
+        let kept = |m: &Outgoing| !ids.contains(&m.envelope.id);
+        let outbox = self
+            .outbox
+            .iter()
+            .filter(|e| e.messages.iter().any(kept) || !e.nothing_but_messages())
+            .map(|e| {
+                let mut entry = e.clone();
+                entry.messages.retain(kept);
+                entry
+            })
+            .collect();
+        EntityRecord {
+            state: self.state.clone(),
+            outbox,
+            tokens: self
+                .tokens
+                .iter()
+                .filter(|id| !ids.contains(id))
+                .copied()
+                .collect(),
+            inbox: self.inbox.clone(),
+            blob_attempts: self.blob_attempts.clone(),
+            blobs: self.blobs.clone(),
+        }
+    }
+
     /// Whether nothing is pending: no outbox entry, no token.
     pub fn is_settled(&self) -> bool {
         self.outbox.is_empty() && self.tokens.is_empty()
@@ -286,6 +328,58 @@ mod tests {
             id,
         };
         assert!(validate_token(&bad).is_err());
+    }
+
+    /// Every record of a few entries, tokens and messages against every
+    /// choice of ids: `consumed` is `consume_token` of each, in one copy.
+    #[test]
+    fn consumed_is_consume_token_of_each() {
+        let id = |i: u8| MessageId::derived("consumed", &i.to_string());
+        let message = |i: u8| {
+            let mut envelope = Envelope::undecodable("q", "m", Vec::new(), "test");
+            envelope.id = id(i);
+            Outgoing::new(envelope)
+        };
+        let entry = |incoming: u8, messages: &[u8], token: bool| OutboxEntry {
+            incoming: id(incoming),
+            incoming_token: token.then(|| DedupToken {
+                record: "e/a/b".into(),
+                id: id(incoming),
+            }),
+            messages: messages.iter().map(|&i| message(i)).collect(),
+            ..OutboxEntry::default()
+        };
+        let records = [
+            EntityRecord::default(),
+            EntityRecord {
+                tokens: [id(1)].into(),
+                outbox: vec![entry(1, &[1], false)],
+                ..EntityRecord::default()
+            },
+            EntityRecord {
+                state: Some(Bytes::from_static(b"7")),
+                tokens: [id(1), id(2), id(3)].into(),
+                outbox: vec![
+                    entry(9, &[1, 2], false),
+                    entry(8, &[3], true),
+                    entry(7, &[], false),
+                    entry(6, &[4], false),
+                ],
+                blobs: ["b".to_owned()].into(),
+                ..EntityRecord::default()
+            },
+        ];
+        let choices: [&[u8]; 6] = [&[], &[1], &[2], &[1, 2], &[3, 4], &[5]];
+        for record in &records {
+            for choice in choices {
+                let ids: Vec<MessageId> = choice.iter().map(|&i| id(i)).collect();
+                let mut expected = record.clone();
+                for id in &ids {
+                    expected.consume_token(*id);
+                }
+                assert_eq!(record.consumed(&ids), expected, "{choice:?} of {record:?}");
+            }
+        }
     }
 
     #[test]

@@ -494,12 +494,12 @@ impl Sender {
                 version: versions.into_iter().next(),
             });
         }
-        let committed = self.commit_intent(&finisher, &key, record).await?;
+        let mut committed = self.commit_intent(&finisher, &key, record).await?;
         match self
-            .dispatch_pending(&finisher, id, committed.clone())
+            .dispatch_pending(&finisher, &key, id, &mut committed)
             .await
         {
-            Ok(done) => return Ok(done),
+            Ok(()) => {}
             Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
                 warn!(%id, %reason, "intent committed but not yet dispatched; the sweeper will");
             }
@@ -508,35 +508,40 @@ impl Sender {
         Ok(committed)
     }
 
-    /// Sends what the intent record for `id` has pending. Its intent entry
-    /// (the one for `id`, which only sends a message) is left in place once
-    /// sent, and remembered as sent: the receiver's consume of its token
-    /// drops it, so this sender does not write again. An entry this sender
-    /// already sent is skipped; any other entry (a `run_once` commit's) is
-    /// finished in full.
+    /// Sends what the intent record for `id` (at `key`) has pending,
+    /// bringing `current` up to date. Its intent entry (the one for `id`,
+    /// which only sends a message) is left in place once sent, and
+    /// remembered as sent: the receiver's consume of its token drops it,
+    /// so this sender does not write again. An entry this sender already
+    /// sent is skipped; any other entry (a `run_once` commit's) is finished
+    /// in full. On an error, `current` is the record as last written.
     async fn dispatch_pending(
         &self,
         finisher: &Finisher<'_>,
+        key: &str,
         id: MessageId,
-        mut current: Loaded,
-    ) -> Result<Loaded, AttemptError> {
-        let key = self.record_key(id);
-        let key = key.as_str();
-        for entry in current.record.outbox.clone() {
-            let intent = entry.incoming == id;
+        current: &mut Loaded,
+    ) -> Result<(), AttemptError> {
+        let entries: Vec<MessageId> = current.record.outbox.iter().map(|e| e.incoming).collect();
+        for incoming in entries {
+            let Some(entry) = current.record.entry(incoming) else {
+                continue;
+            };
+            let intent = incoming == id;
             if intent && self.dispatched.contains(key, id) {
                 continue;
             }
             if !(intent && entry.sends_only()) {
-                current = finisher.finish_entry(key, current, &entry).await?;
+                let entry = entry.clone();
+                *current = finisher.finish_entry(key, current.clone(), &entry).await?;
                 continue;
             }
             // Remembered only once sent: the sweeper removes a remembered
             // entry without sending it.
-            finisher.dispatch(&entry).await?;
+            finisher.dispatch(entry).await?;
             self.dispatched.remember(key, id);
         }
-        Ok(current)
+        Ok(())
     }
 
     /// The group commit, if this send should go through it: on, writes
@@ -670,8 +675,11 @@ impl Sender {
                 return Ok(Once::Missing);
             }
             if !loaded.record.outbox.is_empty() {
-                match self.dispatch_pending(&finisher, id, loaded.clone()).await {
-                    Ok(done) => loaded = done,
+                match self
+                    .dispatch_pending(&finisher, &key, id, &mut loaded)
+                    .await
+                {
+                    Ok(()) => {}
                     Err(AttemptError::Conflict) => continue,
                     Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) => {
                         warn!(%id, %reason, "pending effects not yet sent; the sweeper will");
@@ -717,12 +725,13 @@ impl Sender {
             });
             match write_record(self.store.as_ref(), &key, &loaded, &record).await {
                 Ok(version) => {
-                    let committed = Loaded {
+                    let mut committed = Loaded {
                         record,
                         version: Some(version),
                     };
-                    if let Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) =
-                        self.dispatch_pending(&finisher, id, committed).await
+                    if let Err(AttemptError::Retry(reason) | AttemptError::Poison(reason)) = self
+                        .dispatch_pending(&finisher, &key, id, &mut committed)
+                        .await
                     {
                         warn!(%id, %reason, "committed; the sweeper will send the rest");
                     }

@@ -828,11 +828,8 @@ pub(crate) fn consumed_write<'a>(commits: impl IntoIterator<Item = &'a Prepared>
 /// The write of the token holder at `key`, as read, without the tokens
 /// `ids`.
 fn holder_without(key: &str, holder: &Loaded, ids: impl IntoIterator<Item = MessageId>) -> Write {
-    let mut consumed = holder.record.clone();
-    for id in ids {
-        consumed.consume_token(id);
-    }
-    record_write(key, holder, &consumed)
+    let ids: Vec<MessageId> = ids.into_iter().collect();
+    record_write(key, holder, &holder.record.consumed(&ids))
 }
 
 /// How a commit consumes the incoming token.

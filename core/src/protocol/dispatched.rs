@@ -15,8 +15,8 @@
 //! to make room — finishes the entry as any pending entry: it sends the
 //! messages once more, and the receivers drop the copies.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use crate::message::MessageId;
 use crate::record::EntityRecord;
@@ -31,14 +31,17 @@ pub(crate) struct Dispatched {
     inner: Mutex<Memory>,
 }
 
+/// One remembered entry per send of a `Sender` (each in its own intent
+/// record), so the memory is built for that: a record's key is stored
+/// once, shared with the order, and its few entries are a short list.
 #[derive(Debug, Default)]
 struct Memory {
     /// Record key → the remembered entries of that record.
-    entries: HashMap<String, HashSet<MessageId>>,
+    entries: HashMap<Arc<str>, Vec<MessageId>>,
     /// How many entries are remembered.
     len: usize,
     /// Remembered entries, oldest first; may still hold forgotten ones.
-    order: VecDeque<(String, MessageId)>,
+    order: VecDeque<(Arc<str>, MessageId)>,
 }
 
 impl Memory {
@@ -46,12 +49,15 @@ impl Memory {
         let Some(ids) = self.entries.get_mut(key) else {
             return false;
         };
-        let removed = ids.remove(&entry);
+        let Some(at) = ids.iter().position(|id| *id == entry) else {
+            return false;
+        };
+        ids.swap_remove(at);
         if ids.is_empty() {
             self.entries.remove(key);
         }
-        self.len -= usize::from(removed);
-        removed
+        self.len -= 1;
+        true
     }
 
     fn contains(&self, key: &str, entry: MessageId) -> bool {
@@ -66,23 +72,26 @@ impl Dispatched {
     /// sent, forgetting the oldest one if the memory is full.
     pub(crate) fn remember(&self, key: &str, entry: MessageId) {
         let mut memory = self.lock();
-        if !memory
+        let memory = &mut *memory;
+        let shared = match memory.entries.get_key_value(key) {
+            Some((_, ids)) if ids.contains(&entry) => return,
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        memory
             .entries
-            .entry(key.to_owned())
+            .entry(shared.clone())
             .or_default()
-            .insert(entry)
-        {
-            return;
-        }
+            .push(entry);
         memory.len += 1;
-        memory.order.push_back((key.to_owned(), entry));
+        memory.order.push_back((shared, entry));
         while memory.len > DISPATCHED_CAPACITY {
             if let Some((oldest, id)) = memory.order.pop_front() {
                 memory.remove(&oldest, id);
             }
         }
         if memory.order.len() > 2 * DISPATCHED_CAPACITY {
-            let Memory { entries, order, .. } = &mut *memory;
+            let Memory { entries, order, .. } = memory;
             order.retain(|(k, id)| entries.get(k).is_some_and(|ids| ids.contains(id)));
         }
     }
@@ -103,17 +112,16 @@ impl Dispatched {
     /// them.
     pub(crate) fn forget_gone(&self, key: &str, record: &EntityRecord) {
         let mut memory = self.lock();
-        let Some(ids) = memory.entries.get(key) else {
+        let Some(ids) = memory.entries.get_mut(key) else {
             return;
         };
-        let gone: Vec<MessageId> = ids
-            .iter()
-            .filter(|id| record.entry(**id).is_none())
-            .copied()
-            .collect();
-        for id in gone {
-            memory.remove(key, id);
+        let before = ids.len();
+        ids.retain(|id| record.entry(*id).is_some());
+        let gone = before - ids.len();
+        if ids.is_empty() {
+            memory.entries.remove(key);
         }
+        memory.len -= gone;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
