@@ -42,8 +42,11 @@ impl Backend {
     }
 
     /// A fresh store and transport for run `run` (a name no other run
-    /// has, see [`crate::workload::run_name`]) with `workers` workers.
-    pub async fn fresh(&self, workers: usize, run: &str) -> Result<Fresh, String> {
+    /// has, see [`crate::workload::run_name`]) with `workers` workers, each
+    /// taking up to `batch` deliveries at once.
+    pub async fn fresh(&self, workers: usize, batch: usize, run: &str) -> Result<Fresh, String> {
+        #[cfg(not(feature = "rabbitmq"))]
+        let _ = batch; // Only the broker's prefetch depends on it.
         #[cfg(not(feature = "s3-nats"))]
         let _ = run; // The other backends empty their tables instead.
         match self {
@@ -80,9 +83,17 @@ impl Backend {
             #[cfg(feature = "rabbitmq")]
             Backend::PostgresRabbit(pg, url) => {
                 pg.fresh_with(workers, async |_| {
+                    // As `RabbitQueue::prefetch` advises: above what the
+                    // workers hold at once, or batches come out short and
+                    // the rest by `basic.get`, one message each.
+                    let held = 2 * workers * batch;
+                    let prefetch = u16::try_from(held)
+                        .unwrap_or(u16::MAX)
+                        .max(exactly_transport_rabbitmq::DEFAULT_PREFETCH);
                     let queue = exactly_transport_rabbitmq::RabbitQueue::connect(url)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| e.to_string())?
+                        .prefetch(prefetch);
                     Ok(Arc::new(queue) as Arc<dyn exactly::Transport>)
                 })
                 .await

@@ -79,6 +79,7 @@ async fn measure(backend: &Backend, spec: Spec) -> Result<Row, String> {
     let fresh = backend
         .fresh(
             spec.concurrency * spec.shape.hops() as usize + extra_producers,
+            spec.batch,
             &run,
         )
         .await?;
