@@ -184,7 +184,9 @@ impl EndpointBuilder {
     /// on such stores, instead of racing each other for it one at a time
     /// (`Stats::shared_consumes`). Messages that share an entity with one
     /// already in the batch (or, on other stores, a token holder), and any
-    /// the batch cannot settle, are handled one at a time after it.
+    /// the batch cannot settle, are handled one at a time after it. A
+    /// transport that buffers deliveries ahead (RabbitMQ's prefetch) needs
+    /// room for every worker's batch, or batches come out short.
     pub fn batch(mut self, n: usize) -> Self {
         self.config.batch = n.max(1);
         self
