@@ -271,6 +271,7 @@ async fn s3_nats(_: &Settings) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log_if_asked();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,5 +291,18 @@ fn main() -> ExitCode {
             eprintln!("exactly-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// With `RUST_LOG` set (e.g. `exactly::protocol::batch=debug`), the
+/// protocol's events go to stderr: to find out why a run is slow. Without
+/// it no subscriber is installed, so the measured runs pay nothing for
+/// tracing.
+fn log_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
