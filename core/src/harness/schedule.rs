@@ -155,11 +155,17 @@ pub(super) async fn run_one(
             workers.push(world.send_worker(batch));
             continue;
         }
-        if let Some(worker) = world.receive_worker(&mut rng, config.batch).await {
-            workers.push(worker);
-            continue;
-        }
-        if !workers.is_empty() || faults_on {
+        let unknown = match world.receive_worker(&mut rng, config.batch).await {
+            Received::Worker(worker) => {
+                workers.push(worker);
+                continue;
+            }
+            Received::Nothing => false,
+            Received::Failed => true,
+        };
+        // A queue whose receive failed is not known to be empty: no
+        // quiescence until every queue has answered "nothing".
+        if !workers.is_empty() || faults_on || unknown {
             continue;
         }
         // Quiescent: queues empty, nobody working. Intents whose sender
@@ -173,6 +179,17 @@ pub(super) async fn run_one(
     report.faults.store_faults += world.faulty_store.injected();
     report.faults.transport_faults += world.faulty_transport.injected();
     world.check(config, seed, report).await;
+}
+
+/// What a look at the endpoints' queues found.
+enum Received {
+    /// Deliveries, handed to a new worker.
+    Worker(Worker),
+    /// Every queue answered, with nothing.
+    Nothing,
+    /// Nothing received, and some queue's receive failed: it may hold
+    /// messages.
+    Failed,
 }
 
 fn pop_random<T>(rng: &mut ChaCha8Rng, items: &mut Vec<T>) -> Option<T> {
@@ -332,8 +349,11 @@ impl World {
         }
     }
 
-    async fn receive_worker(&self, rng: &mut ChaCha8Rng, batch: usize) -> Option<Worker> {
+    /// A worker for what one endpoint's queue holds, trying them all from
+    /// a random one.
+    async fn receive_worker(&self, rng: &mut ChaCha8Rng, batch: usize) -> Received {
         let first = rng.random_range(0..self.endpoints.len());
+        let mut failed = false;
         for i in 0..self.endpoints.len() {
             let endpoint = self.endpoints[(first + i) % self.endpoints.len()].clone();
             let Ok(got) = self
@@ -341,6 +361,7 @@ impl World {
                 .receive(endpoint.name(), batch, Duration::ZERO)
                 .await
             else {
+                failed = true;
                 continue;
             };
             if got.is_empty() {
@@ -355,7 +376,7 @@ impl World {
             let gate = Arc::new(Gate::default());
             let receipts = got.iter().map(|d| d.receipt.clone()).collect();
             let g = gate.clone();
-            return Some(Worker {
+            return Received::Worker(Worker {
                 future: async move {
                     if got.len() == 1 {
                         for delivery in got {
@@ -372,7 +393,11 @@ impl World {
                 resend: Vec::new(),
             });
         }
-        None
+        if failed {
+            Received::Failed
+        } else {
+            Received::Nothing
+        }
     }
 
     async fn inject(
