@@ -26,6 +26,7 @@ pub mod workload;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
@@ -211,6 +212,12 @@ pub struct Config {
     /// Stop as soon as a schedule breaks one of these invariants (used by
     /// the tests that show each mutant is caught).
     pub stop_on: Vec<ViolationKind>,
+    /// How long a last look at every queue waits before a schedule counts
+    /// as quiescent and is checked. Zero (the default) for in-process
+    /// transports; a real broker may hand a requeued message back a moment
+    /// after a receive found its queue empty, and such a message is not
+    /// lost (`Report::late_deliveries` counts them).
+    pub quiescence_wait: Duration,
 }
 
 impl Default for Config {
@@ -241,6 +248,7 @@ impl Default for Config {
             blobs: None,
             mutant: None,
             stop_on: Vec::new(),
+            quiescence_wait: Duration::ZERO,
         }
     }
 }
@@ -346,6 +354,9 @@ pub struct Report {
     /// Commits that sent or acked in the same transaction
     /// ([`Backend::colocated`]).
     pub colocated_commits: u64,
+    /// Deliveries only the last look at the queues found
+    /// (`Config::quiescence_wait`): the queue had looked empty.
+    pub late_deliveries: u64,
     /// Every violation found.
     pub violations: Vec<Violation>,
 }
@@ -390,6 +401,9 @@ impl fmt::Display for Report {
             self.grouped_intents,
             self.colocated_commits
         )?;
+        if self.late_deliveries > 0 {
+            write!(f, ", late deliveries {}", self.late_deliveries)?;
+        }
         if let Some(v) = self.violations.first() {
             write!(
                 f,

@@ -155,7 +155,10 @@ pub(super) async fn run_one(
             workers.push(world.send_worker(batch));
             continue;
         }
-        let unknown = match world.receive_worker(&mut rng, config.batch).await {
+        let unknown = match world
+            .receive_worker(&mut rng, config.batch, Duration::ZERO)
+            .await
+        {
             Received::Worker(worker) => {
                 workers.push(worker);
                 continue;
@@ -166,6 +169,15 @@ pub(super) async fn run_one(
         // A queue whose receive failed is not known to be empty: no
         // quiescence until every queue has answered "nothing".
         if !workers.is_empty() || faults_on || unknown {
+            continue;
+        }
+        if !config.quiescence_wait.is_zero()
+            && let Received::Worker(worker) = world
+                .receive_worker(&mut rng, config.batch, config.quiescence_wait)
+                .await
+        {
+            report.late_deliveries += worker.receipts.len() as u64;
+            workers.push(worker);
             continue;
         }
         // Quiescent: queues empty, nobody working. Intents whose sender
@@ -351,14 +363,14 @@ impl World {
 
     /// A worker for what one endpoint's queue holds, trying them all from
     /// a random one.
-    async fn receive_worker(&self, rng: &mut ChaCha8Rng, batch: usize) -> Received {
+    async fn receive_worker(&self, rng: &mut ChaCha8Rng, batch: usize, wait: Duration) -> Received {
         let first = rng.random_range(0..self.endpoints.len());
         let mut failed = false;
         for i in 0..self.endpoints.len() {
             let endpoint = self.endpoints[(first + i) % self.endpoints.len()].clone();
             let Ok(got) = self
                 .raw_transport
-                .receive(endpoint.name(), batch, Duration::ZERO)
+                .receive(endpoint.name(), batch, wait)
                 .await
             else {
                 failed = true;

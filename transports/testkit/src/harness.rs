@@ -85,6 +85,10 @@ where
 pub async fn fault_harness(label: &str, schedules: u64, factory: &BackendFactory) -> Report {
     let config = Config {
         schedules,
+        // A broker may hand a message requeued just before back a moment
+        // after a receive found the queue empty: look once more before
+        // counting anything lost.
+        quiescence_wait: std::time::Duration::from_millis(20),
         ..Config::default()
     };
     let report = run_schedules(label, config, factory).await;
