@@ -171,14 +171,19 @@ pub(super) async fn run_one(
         if !workers.is_empty() || faults_on || unknown {
             continue;
         }
-        if !config.quiescence_wait.is_zero()
-            && let Received::Worker(worker) = world
+        if !config.quiescence_wait.is_zero() {
+            match world
                 .receive_worker(&mut rng, config.batch, config.quiescence_wait)
                 .await
-        {
-            report.late_deliveries += worker.receipts.len() as u64;
-            workers.push(worker);
-            continue;
+            {
+                Received::Worker(worker) => {
+                    report.late_deliveries += worker.receipts.len() as u64;
+                    workers.push(worker);
+                    continue;
+                }
+                Received::Failed => continue,
+                Received::Nothing => {}
+            }
         }
         // Quiescent: queues empty, nobody working. Intents whose sender
         // crashed between commit and dispatch are only found by the sweeper.
