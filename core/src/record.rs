@@ -79,6 +79,21 @@ impl OutboxEntry {
         !self.is_empty() && self.nothing_to_clean()
     }
 
+    /// Whether anything is left to do in it once the messages `consumed`
+    /// (their tokens consumed, so sent and processed) are forgotten: the one
+    /// rule by which a consume drops an entry.
+    fn outlives(&self, consumed: &[MessageId]) -> bool {
+        self.messages
+            .iter()
+            .any(|m| !consumed.contains(&m.envelope.id))
+            || !self.nothing_but_messages()
+    }
+
+    /// Forgets the messages `consumed`: nothing is left to send of them.
+    fn forget(&mut self, consumed: &[MessageId]) {
+        self.messages.retain(|m| !consumed.contains(&m.envelope.id));
+    }
+
     fn nothing_but_messages(&self) -> bool {
         self.incoming_token.is_none() && self.nothing_to_clean()
     }
@@ -147,10 +162,11 @@ impl EntityRecord {
         if !self.tokens.remove(&id) {
             return false;
         }
+        let gone = [id];
+        self.outbox.retain(|e| e.outlives(&gone));
         for entry in &mut self.outbox {
-            entry.messages.retain(|m| m.envelope.id != id);
+            entry.forget(&gone);
         }
-        self.outbox.retain(|e| !e.is_empty());
         true
     }
 
@@ -168,14 +184,13 @@ impl EntityRecord {
         if ids.is_empty() {
             return self.clone();
         }
-        let kept = |m: &Outgoing| !ids.contains(&m.envelope.id);
         let outbox = self
             .outbox
             .iter()
-            .filter(|e| e.messages.iter().any(kept) || !e.nothing_but_messages())
+            .filter(|e| e.outlives(&ids))
             .map(|e| {
                 let mut entry = e.clone();
-                entry.messages.retain(kept);
+                entry.forget(&ids);
                 entry
             })
             .collect();

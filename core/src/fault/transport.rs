@@ -18,6 +18,9 @@ pub struct TransportFaults {
     pub duplicate_ppm: u32,
     /// Send a batch, then report `Unavailable` (the sender will send again).
     pub lost_ack_ppm: u32,
+    /// Fail a receive with `Unavailable`, taking nothing from the queue:
+    /// the queue may hold messages all the same.
+    pub receive_failed_ppm: u32,
 }
 
 /// Wraps a transport and injects [`TransportFaults`] on a seeded schedule.
@@ -89,6 +92,10 @@ impl Transport for FaultyTransport {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, TransportError> {
+        if self.roll(self.faults.receive_failed_ppm) {
+            bump(&self.injected);
+            return Err(TransportError::unavailable("injected: receive failed"));
+        }
         self.inner.receive(queue, max, wait).await
     }
 

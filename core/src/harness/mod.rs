@@ -243,6 +243,9 @@ impl Default for Config {
                 unavailable_ppm: 10_000,
                 duplicate_ppm: 20_000,
                 lost_ack_ppm: 10_000,
+                // The harness receives on the raw transport: its own
+                // receives fail only where a backend's transport does.
+                receive_failed_ppm: 0,
             },
             calls: None,
             blobs: None,
