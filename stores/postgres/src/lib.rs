@@ -38,7 +38,4 @@ pub use pool::{connect_options, pool_options, redact};
 pub use schema::SCHEMA_VERSION;
 /// The driver, so callers can name pool and option types without adding it.
 pub use sqlx;
-pub use store::{
-    DEFAULT_MAX_VALUE_BYTES, PostgresStore, PutAllArgs, put_all_args, put_all_error,
-    put_all_versions,
-};
+pub use store::{DEFAULT_MAX_VALUE_BYTES, PostgresStore, PutAllArgs, WriteOrder, put_all_args};

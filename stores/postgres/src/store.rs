@@ -103,42 +103,73 @@ fn conflict_index(error: &sqlx::Error) -> Option<usize> {
 /// absent): for [`Store::put_all`] and for a statement that runs the same
 /// function beside other work, as the SQL queue's one transaction of a
 /// commit, its sends and its ack does.
+///
+/// The arguments are in key order, whatever the order of `writes`: every
+/// such transaction then locks its rows in one order, so two that write
+/// some of the same keys wait for each other instead of deadlocking (a
+/// deadlock costs both PostgreSQL's `deadlock_timeout`, 1 s by default,
+/// before one is aborted). [`PutAllArgs::order`] maps errors and versions
+/// back to `writes`.
 pub fn put_all_args(writes: &[Write], max_value_bytes: usize) -> Result<PutAllArgs, StoreError> {
-    let mut keys = Vec::with_capacity(writes.len());
-    let mut values = Vec::with_capacity(writes.len());
-    let mut expected = Vec::with_capacity(writes.len());
-    for w in writes {
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by(|&a, &b| writes[a].key.as_bytes().cmp(writes[b].key.as_bytes()));
+    let mut args = PutAllArgs {
+        keys: Vec::with_capacity(writes.len()),
+        values: Vec::with_capacity(writes.len()),
+        expected: Vec::with_capacity(writes.len()),
+        order: WriteOrder(order),
+    };
+    for &i in &args.order.0 {
+        let w = &writes[i];
         StoreError::check_size(&w.key, w.value.len(), max_value_bytes)?;
-        keys.push(w.key.as_bytes().to_vec());
-        values.push(w.value.to_vec());
-        expected.push(match &w.precondition {
+        args.keys.push(w.key.as_bytes().to_vec());
+        args.values.push(w.value.to_vec());
+        args.expected.push(match &w.precondition {
             Precondition::Absent => 0,
             Precondition::Matches(v) => {
                 parse_version(v).ok_or_else(|| StoreError::conflict(&w.key))?
             }
         });
     }
-    Ok((keys, values, expected))
+    Ok(args)
 }
 
-/// `exactly_put_all`'s arguments: keys, values, expected versions.
-pub type PutAllArgs = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<i64>);
+/// `exactly_put_all`'s arguments, in key order.
+#[derive(Debug)]
+pub struct PutAllArgs {
+    /// The keys (their UTF-8 bytes), ascending.
+    pub keys: Vec<Vec<u8>>,
+    /// The value of each key.
+    pub values: Vec<Vec<u8>>,
+    /// The version each key must have; 0: absent.
+    pub expected: Vec<i64>,
+    /// Which of the caller's writes each argument is.
+    pub order: WriteOrder,
+}
 
-/// Maps an error of a statement running `exactly_put_all` on `writes`: a
-/// refused precondition is a `Conflict` naming its key.
-pub fn put_all_error(error: sqlx::Error, writes: &[Write]) -> StoreError {
-    match conflict_index(&error) {
-        Some(i) if i < writes.len() => StoreError::conflict(&writes[i].key),
-        _ => map_err(error),
+/// Which of the caller's writes each of `exactly_put_all`'s arguments is:
+/// maps what the statement returns back to the caller's order.
+#[derive(Debug)]
+pub struct WriteOrder(Vec<usize>);
+
+impl WriteOrder {
+    /// Maps an error of a statement running `exactly_put_all` on `writes`:
+    /// a refused precondition is a `Conflict` naming its key.
+    pub fn error(&self, error: sqlx::Error, writes: &[Write]) -> StoreError {
+        match conflict_index(&error).and_then(|j| self.0.get(j)) {
+            Some(&i) if i < writes.len() => StoreError::conflict(&writes[i].key),
+            _ => map_err(error),
+        }
     }
-}
 
-/// `exactly_put_all`'s result as versions.
-pub fn put_all_versions(versions: Vec<i64>) -> Vec<Version> {
-    versions
-        .into_iter()
-        .map(|v| Version::new(v.to_string()))
-        .collect()
+    /// `exactly_put_all`'s result as versions, in the caller's order.
+    pub fn versions(&self, versions: Vec<i64>) -> Vec<Version> {
+        let mut out = vec![None; self.0.len()];
+        for (&i, v) in self.0.iter().zip(versions) {
+            out[i] = Some(Version::new(v.to_string()));
+        }
+        out.into_iter().flatten().collect()
+    }
 }
 
 #[async_trait]
@@ -205,15 +236,15 @@ impl Store for PostgresStore {
     /// One statement (`exactly_put_all`, a function the schema installs):
     /// one round trip, one transaction.
     async fn put_all(&self, writes: Vec<Write>) -> Result<Vec<Version>, StoreError> {
-        let (keys, values, expected) = put_all_args(&writes, self.max_value_bytes)?;
+        let args = put_all_args(&writes, self.max_value_bytes)?;
         let versions: Vec<i64> = sqlx::query_scalar("SELECT exactly_put_all($1, $2, $3)")
-            .bind(keys)
-            .bind(values)
-            .bind(expected)
+            .bind(args.keys)
+            .bind(args.values)
+            .bind(args.expected)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| put_all_error(e, &writes))?;
-        Ok(put_all_versions(versions))
+            .map_err(|e| args.order.error(e, &writes))?;
+        Ok(args.order.versions(versions))
     }
 
     async fn delete(&self, key: &str, version: &Version) -> Result<(), StoreError> {
@@ -274,5 +305,42 @@ impl Store for PostgresStore {
             .with_max_value_bytes(self.max_value_bytes)
             .with_atomic_multi_key()
             .with_one_trip_get_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(key: &str, precondition: Precondition) -> Write {
+        Write {
+            key: key.to_owned(),
+            value: Bytes::from(key.to_owned()),
+            precondition,
+        }
+    }
+
+    #[test]
+    fn put_all_args_are_in_key_order_and_map_back() {
+        let writes = [
+            write("b", Precondition::Matches(Version::new("7"))),
+            write("a", Precondition::Absent),
+            write("c", Precondition::Matches(Version::new("9"))),
+        ];
+        let args = put_all_args(&writes, 1024).expect("valid writes");
+        assert_eq!(args.keys, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(args.values, args.keys, "each value stays with its key");
+        assert_eq!(args.expected, [0, 7, 9]);
+        // The statement returns versions in its (key) order: a, b, c.
+        let versions = args.order.versions(vec![101, 102, 103]);
+        assert_eq!(
+            versions,
+            [
+                Version::new("102"),
+                Version::new("101"),
+                Version::new("103")
+            ],
+            "versions in the caller's order: b, a, c"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use exactly::{StoreError, TransportError, Version, Write};
-use exactly_store_postgres::{is_transient, put_all_args, put_all_error, put_all_versions};
+use exactly_store_postgres::{is_transient, put_all_args};
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, oneshot};
 
@@ -228,16 +228,16 @@ impl Table for PgTable {
         rows: Vec<NewRow>,
         acked: &[(&str, i64)],
     ) -> Result<Vec<Version>, StoreError> {
-        let (keys, values, expected) = put_all_args(writes, max_value_bytes)?;
+        let args = put_all_args(writes, max_value_bytes)?;
         let (acked_queues, acked_seqs): (Vec<&str>, Vec<i64>) = acked.iter().copied().unzip();
         let query = sqlx::query_scalar(if rows.is_empty() {
             COMMIT_ACK
         } else {
             COMMIT_WITH
         })
-        .bind(keys)
-        .bind(values)
-        .bind(expected)
+        .bind(args.keys)
+        .bind(args.values)
+        .bind(args.expected)
         .bind(acked_queues)
         .bind(acked_seqs);
         let query = if rows.is_empty() {
@@ -253,8 +253,8 @@ impl Table for PgTable {
         let versions: Vec<i64> = query
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| put_all_error(e, writes))?;
-        Ok(put_all_versions(versions))
+            .map_err(|e| args.order.error(e, writes))?;
+        Ok(args.order.versions(versions))
     }
 
     async fn release(
