@@ -197,10 +197,11 @@ async fn catches_a_collector_that_deletes_referenced_blobs() {
 }
 
 /// The fault harness on a store that writes several keys atomically: the
-/// commit then consumes the incoming token itself (one `put_all`), and the
-/// client's sends that run at the same time create their intent records in
-/// one `put_all` (group commit); with and without the sweeper racing the
-/// workers.
+/// commit then consumes the incoming token itself (one `put_all`), commits
+/// consuming from one holder at the same time are written together
+/// (grouped consumes), and the client's sends that run at the same time
+/// create their intent records in one `put_all` (group commit); with and
+/// without the sweeper racing the workers.
 #[tokio::test(flavor = "current_thread")]
 async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
     let backend =
@@ -229,6 +230,10 @@ async fn commit_and_consume_in_one_write_lose_and_duplicate_nothing() {
         assert!(
             report.grouped_intents > config.schedules / 2,
             "sends running at once created their intents in one write: {report}"
+        );
+        assert!(
+            report.shared_consumes > config.schedules / 10,
+            "commits consuming from one holder met and were written together: {report}"
         );
     }
 }
@@ -445,6 +450,16 @@ async fn catches_a_group_commit_that_trusts_a_failed_write() {
     let report = harness::run(&config, &harness::memory_colocated_backend()).await;
     println!("colocated: {report}");
     assert!(report.found(ViolationKind::Lost), "{report}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn catches_consumes_grouped_on_trust_of_a_failed_write() {
+    catches_with_put_all(
+        Mutant::ConsumeGroupTrustsFailedWrite,
+        1,
+        ViolationKind::Lost,
+    )
+    .await;
 }
 
 /// A queue whose receive failed may still hold messages. The harness must

@@ -61,6 +61,14 @@ pub struct Endpoint {
     core: Arc<Core>,
 }
 
+#[cfg(test)]
+impl Endpoint {
+    /// The shared state, for the protocol's unit tests.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
@@ -274,6 +282,7 @@ impl EndpointBuilder {
                 blobs: self.blobs,
                 colocated: self.colocated,
                 dispatched: self.dispatched,
+                consumes: Default::default(),
             }),
         })
     }

@@ -348,8 +348,9 @@ pub struct Report {
     pub one_write_commits: u64,
     /// Deliveries committed in a batch with others (`Config::batch`).
     pub batched: u64,
-    /// Of those, deliveries whose token was consumed in one write of its
-    /// holder with other members' of the batch.
+    /// Deliveries whose token was consumed in one write of its holder with
+    /// others': members of one batch, or commits of single deliveries that
+    /// met at the holder (grouped consumes).
     pub shared_consumes: u64,
     /// Intent records the client's `Sender` created together with other
     /// sends' in one write (group commit).
@@ -394,7 +395,7 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {} ({} shared consumes), grouped intents {}, colocated commits {}",
+            "lost {}, duplicated {}, violations {}, one-write commits {}, batched {}, shared consumes {}, grouped intents {}, colocated commits {}",
             self.lost,
             self.duplicated,
             self.violations.len(),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{Instrument, debug_span};
 
+use super::consume_group::{Answer, Ticket};
 use super::finish::Finisher;
 use super::stats::Counter;
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Step};
@@ -142,14 +143,27 @@ impl Core {
             finisher.dispatch(&entry).await?;
         }
 
-        finisher.step(Step::Commit).await;
         let queued = along.and_then(|a| self.queued_with_commit(&entry, pending, a.receipt));
-        let committed = match consume {
+        // A one-write commit queues for its holder's group before its step:
+        // while it waits there, another commit may write it with theirs.
+        let consuming = match consume {
             Some(Consume::Holder(holder, token)) => {
-                self.commit_consuming(key, &base, &record, &token, *holder, queued.as_ref())
+                let entity = record_write(key, &base, &record);
+                let ticket = self.current_paths().then(|| {
+                    self.consumes
+                        .queue(&token.record, entity.clone(), token.id, queued.clone())
+                });
+                Some((entity, *holder, token, ticket))
+            }
+            _ => None,
+        };
+        finisher.step(Step::Commit).await;
+        let committed = match consuming {
+            Some((entity, holder, token, ticket)) => {
+                self.commit_consuming(entity, &token, holder, queued.as_ref(), ticket)
                     .await
             }
-            _ => self.commit(key, &base, &record, queued.as_ref()).await,
+            None => self.commit(key, &base, &record, queued.as_ref()).await,
         };
         let version = match committed {
             Err(AttemptError::Conflict) => {
@@ -405,21 +419,31 @@ impl Core {
     }
 
     /// Step 3's write and step 5a's in one atomic `put_all`: the entity's
-    /// record, and the holder's without the token. A holder changed since
-    /// step 2 is read again and the pair retried while the token is still
-    /// there; once it is gone, another copy committed this message, so
-    /// this attempt has lost (`Conflict`).
+    /// record, and the holder's without the token. Queued (`ticket`), the
+    /// commit is written in a group with the endpoint's other commits
+    /// consuming from the same holder ([`super::consume_group`]), unless the
+    /// group leaves it to write alone. Alone, a holder changed since step 2
+    /// is read again and the pair retried while the token is still there;
+    /// once it is gone, another copy committed this message, so this
+    /// attempt has lost (`Conflict`).
     async fn commit_consuming(
         &self,
-        key: &str,
-        base: &Loaded,
-        record: &EntityRecord,
+        entity: Write,
         token: &DedupToken,
         mut holder: Loaded,
         queued: Option<&Queued>,
+        ticket: Option<Ticket<'_>>,
     ) -> Result<Version, AttemptError> {
-        let entity = record_write(key, base, record);
-        let span = debug_span!("exactly.commit", entity = key, consumes = %token.record);
+        if let Some(ticket) = ticket {
+            match self.commit_queued(ticket, holder).await {
+                Answer::Written(version) => return Ok(version),
+                Answer::Lost => return Err(AttemptError::Conflict),
+                Answer::Failed(e) => return Err(e),
+                // After a failed group write, as the holder is now.
+                Answer::Alone => holder = read_record(self.store.as_ref(), &token.record).await?,
+            }
+        }
+        let span = debug_span!("exactly.commit", entity = entity.key, consumes = %token.record);
         for _ in 0..super::finish::CONFLICT_LIMIT {
             if !holder.record.tokens.contains(&token.id) {
                 break;
@@ -501,7 +525,7 @@ impl Core {
     }
 
     /// `Store::put_all`, or `Colocated::put_all_with` with `queued`.
-    async fn put_all(
+    pub(super) async fn put_all(
         &self,
         writes: Vec<Write>,
         queued: Option<&Queued>,
@@ -874,7 +898,7 @@ fn publish_blobs(
 }
 
 /// The sends and acks a colocated commit takes along.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Queued {
     pub send: Vec<Outgoing>,
     pub ack: Vec<Receipt>,

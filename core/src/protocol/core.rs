@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::consume_group::ConsumeGroups;
 use super::dispatched::Dispatched;
 use super::finish::Finisher;
 use super::{Mutant, Probe, Stats};
@@ -36,6 +37,8 @@ pub(crate) struct Core {
     /// The entries this endpoint's commits left, sent, for the receivers'
     /// consumes to drop; shared with its sweeper.
     pub dispatched: Arc<Dispatched>,
+    /// Commits waiting to consume their tokens in a group, by holder.
+    pub consumes: ConsumeGroups,
 }
 
 impl Core {

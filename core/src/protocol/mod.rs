@@ -11,6 +11,7 @@
 
 pub(crate) mod attempt;
 pub(crate) mod batch;
+mod consume_group;
 mod core;
 pub(crate) mod delivery;
 pub(crate) mod dispatched;

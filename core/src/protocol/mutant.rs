@@ -56,6 +56,11 @@ pub enum Mutant {
     /// dispatch a message whose intent record (its token) was never
     /// created, and the receiver drops it as already processed.
     GroupTrustsFailedWrite,
+    /// An endpoint's grouped consumes report every commit of a group as
+    /// written when the group's `put_all` failed: the attempts go on as if
+    /// committed (send, ack) while neither their state nor the consume of
+    /// their tokens was written, so their effects are lost.
+    ConsumeGroupTrustsFailedWrite,
 }
 
 impl Mutant {
@@ -72,11 +77,12 @@ impl Mutant {
                 | Mutant::LeaveUnsent
                 | Mutant::LeaveUnconsumed
                 | Mutant::GroupTrustsFailedWrite
+                | Mutant::ConsumeGroupTrustsFailedWrite
         )
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 13] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -89,5 +95,6 @@ impl Mutant {
         Mutant::LeaveUnsent,
         Mutant::LeaveUnconsumed,
         Mutant::GroupTrustsFailedWrite,
+        Mutant::ConsumeGroupTrustsFailedWrite,
     ];
 }

@@ -15,9 +15,11 @@ pub struct Stats {
     /// Of those, deliveries committed in a batch with others
     /// (`EndpointBuilder::batch`).
     pub batched: AtomicU64,
-    /// Of those, deliveries whose token was consumed in one write of its
-    /// holder together with other members' of the same batch (several
-    /// messages from one sender: a fan-out, or a chain's busy entity).
+    /// Processed deliveries whose token was consumed in one write of its
+    /// holder together with others' (several messages from one sender: a
+    /// fan-out, or a chain's busy entity): the members of one batch, or
+    /// commits of workers handling one message each that met at the holder
+    /// (grouped consumes).
     pub shared_consumes: AtomicU64,
     /// Deliveries dropped as already processed.
     pub duplicates: AtomicU64,

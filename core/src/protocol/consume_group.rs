@@ -1,0 +1,496 @@
+//! Grouped consumes: an endpoint's commits that consume tokens held by the
+//! same record are written together.
+//!
+//! A commit whose incoming token lives in another record (the sender's)
+//! writes its entity and that record, without the token, in one `put_all`
+//! (the one-write commit). The receivers of a fan-out all consume from the
+//! one sender's record: one at a time, they race for it, all but one lose
+//! each round, read it again and write again. Instead, a commit queues its
+//! write under the holder's key, and whoever gets that holder's writer
+//! writes every commit queued there in one `put_all`: their entities, and
+//! the holder once, without all their tokens. While one group is written
+//! the next one gathers; a commit alone is written alone, as before.
+//!
+//! A group is the same as its commits one after another: each entity is
+//! written under the version its attempt read, the holder under the
+//! version last read or written, with exactly the group's tokens removed,
+//! each checked present first. A holder written by someone else meanwhile
+//! is read again. A commit whose token is gone from a holder read after it
+//! queued lost to another copy of its message, as does one whose entity
+//! changed since its attempt read it: both are answered `Lost` (the attempt
+//! starts again from its load). A group never holds two commits of one
+//! entity or one token. When a group's write fails otherwise, it may or
+//! may not have happened: a commit alone gets the error, as it would have;
+//! the commits of a larger group are answered `Alone` and write on their
+//! own, where a write that did happen shows as a conflict.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+use tokio::sync::oneshot::error::TryRecvError;
+use tracing::{Instrument, debug_span};
+
+use super::attempt::Queued;
+use super::finish::CONFLICT_LIMIT;
+use super::stats::Counter;
+use super::{AttemptError, Core, Mutant};
+use crate::error::StoreError;
+use crate::message::MessageId;
+use crate::record::{Loaded, read_record, record_write};
+use crate::store::{Version, Write};
+
+/// Most commits written in one group (DynamoDB takes 100 items per
+/// transaction; larger groups gain little).
+const MAX_GROUP: usize = 32;
+
+/// The holders with commits queued or being written, by key.
+#[derive(Default)]
+pub(crate) struct ConsumeGroups {
+    holders: Mutex<HashMap<String, Arc<Holder>>>,
+}
+
+/// One holder's queued commits and its writer.
+#[derive(Default)]
+struct Holder {
+    queue: Mutex<Vec<Member>>,
+    /// The writer, keeping the holder's record as it last wrote it.
+    writer: tokio::sync::Mutex<Option<Loaded>>,
+}
+
+/// A queued commit: its entity's write, the token it consumes, what a
+/// colocated commit takes along, and where its answer goes.
+struct Member {
+    entity: Write,
+    token: MessageId,
+    queued: Option<Queued>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What became of a queued commit.
+pub(crate) enum Answer {
+    /// Written, at this version of the entity.
+    Written(Version),
+    /// Not written: another copy of its message consumed the token, or
+    /// its entity changed since its attempt read it.
+    Lost,
+    /// Not written, alone in its group: the write failed with this.
+    Failed(AttemptError),
+    /// Not known to be written: write it alone.
+    Alone,
+}
+
+/// A queued commit's claim on its answer.
+pub(crate) struct Ticket<'a> {
+    groups: &'a ConsumeGroups,
+    key: String,
+    holder: Arc<Holder>,
+    answer: oneshot::Receiver<Answer>,
+}
+
+impl ConsumeGroups {
+    /// Queues the commit writing `entity` and consuming `token` from the
+    /// record at `holder` (with `queued` along, where colocated).
+    pub(crate) fn queue(
+        &self,
+        holder: &str,
+        entity: Write,
+        token: MessageId,
+        queued: Option<Queued>,
+    ) -> Ticket<'_> {
+        let (answer, receiver) = oneshot::channel();
+        let shared = lock(&self.holders)
+            .entry(holder.to_owned())
+            .or_default()
+            .clone();
+        lock(&shared.queue).push(Member {
+            entity,
+            token,
+            queued,
+            answer,
+        });
+        Ticket {
+            groups: self,
+            key: holder.to_owned(),
+            holder: shared,
+            answer: receiver,
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut holders = lock(&self.groups.holders);
+        // Tickets take their share under this lock: the map's and this
+        // one's are the last, so nobody waits on this holder any more.
+        if Arc::strong_count(&self.holder) == 2
+            && holders
+                .get(&self.key)
+                .is_some_and(|h| Arc::ptr_eq(h, &self.holder))
+        {
+            holders.remove(&self.key);
+        }
+    }
+}
+
+impl Core {
+    /// Waits until the commit behind `ticket` was written or refused,
+    /// writing the holder's queued groups itself when it gets the writer
+    /// first. `read` is the holder as this commit's attempt read it.
+    pub(crate) async fn commit_queued(&self, mut ticket: Ticket<'_>, read: Loaded) -> Answer {
+        let mut read = Some(read);
+        // Whichever comes first: the answer (another commit wrote this
+        // one) or the writer.
+        let holder = ticket.holder.clone();
+        let mut last = tokio::select! {
+            biased;
+            answer = &mut ticket.answer => return answer.unwrap_or(Answer::Alone),
+            writer = holder.writer.lock() => writer,
+        };
+        loop {
+            match ticket.answer.try_recv() {
+                Ok(answer) => return answer,
+                Err(TryRecvError::Closed) => return Answer::Alone,
+                Err(TryRecvError::Empty) => {}
+            }
+            let group = take_group(&holder);
+            // Holding the writer, an unanswered commit is still queued; an
+            // empty queue here would be a bug, and writing alone is safe.
+            if group.is_empty() {
+                return Answer::Alone;
+            }
+            let copy = last.take().or_else(|| read.take());
+            *last = self.write_group(&ticket.key, group, copy).await;
+        }
+    }
+
+    /// Writes `group` in one `put_all` with the holder at `key`, starting
+    /// from `known` (its record as last read or written; read first if
+    /// unknown); answers every member. Returns the holder as written, for
+    /// the next group.
+    async fn write_group(
+        &self,
+        key: &str,
+        mut group: Vec<Member>,
+        known: Option<Loaded>,
+    ) -> Option<Loaded> {
+        let span = debug_span!("exactly.commit", consumes = key, group = group.len());
+        // Whether `holder` was read after every member queued: then a
+        // token missing from it was consumed, not created since.
+        let (mut holder, mut fresh) = match known {
+            Some(known) => (known, false),
+            None => match read_record(self.store.as_ref(), key).await {
+                Ok(read) => (read, true),
+                Err(e) => return answer_failed(group, e),
+            },
+        };
+        for _ in 0..CONFLICT_LIMIT {
+            if group
+                .iter()
+                .any(|m| !holder.record.tokens.contains(&m.token))
+            {
+                if !fresh {
+                    match read_record(self.store.as_ref(), key).await {
+                        Ok(read) => (holder, fresh) = (read, true),
+                        Err(e) => return answer_failed(group, e),
+                    }
+                    continue;
+                }
+                let (kept, lost) = group
+                    .into_iter()
+                    .partition(|m| holder.record.tokens.contains(&m.token));
+                answer_all(lost, || Answer::Lost);
+                group = kept;
+            }
+            if group.is_empty() {
+                return Some(holder);
+            }
+            let ids: Vec<MessageId> = group.iter().map(|m| m.token).collect();
+            let consumed = holder.record.consumed(&ids);
+            let mut writes: Vec<Write> = group.iter().map(|m| m.entity.clone()).collect();
+            writes.push(record_write(key, &holder, &consumed));
+            let queued = along(&group);
+            match self
+                .put_all(writes, queued.as_ref())
+                .instrument(span.clone())
+                .await
+            {
+                Ok(mut versions) => {
+                    let written = versions.pop();
+                    if group.len() > 1 {
+                        for _ in &group {
+                            self.stats.add(Counter::SharedConsumes);
+                        }
+                    }
+                    for (member, version) in group.into_iter().zip(versions) {
+                        let _ = member.answer.send(Answer::Written(version));
+                    }
+                    return Some(Loaded {
+                        record: consumed,
+                        version: written,
+                    });
+                }
+                Err(StoreError::Conflict { key: lost }) if lost == key => {
+                    self.stats.add(Counter::BookkeepingConflicts);
+                    match read_record(self.store.as_ref(), key).await {
+                        Ok(read) => (holder, fresh) = (read, true),
+                        Err(e) => return answer_failed(group, e),
+                    }
+                }
+                Err(StoreError::Conflict { key: lost })
+                    if group.iter().any(|m| m.entity.key == lost) =>
+                {
+                    let (changed, kept) = group.into_iter().partition(|m| m.entity.key == lost);
+                    answer_all(changed, || Answer::Lost);
+                    group = kept;
+                }
+                Err(_) if self.is(Mutant::ConsumeGroupTrustsFailedWrite) => {
+                    answer_all(group, || Answer::Written(Version::new("unwritten")));
+                    return None;
+                }
+                Err(e) => return answer_failed(group, e),
+            }
+        }
+        answer_all(group, || Answer::Lost);
+        None
+    }
+}
+
+/// The next group: queued commits, oldest first, at most one per entity
+/// and per token; the others stay queued. A commit whose attempt stopped
+/// waiting (a cancelled task) is dropped, not written, as if it had
+/// stopped before its commit.
+fn take_group(holder: &Holder) -> Vec<Member> {
+    let mut queue = lock(&holder.queue);
+    queue.retain(|m| !m.answer.is_closed());
+    let mut group: Vec<Member> = Vec::new();
+    let mut rest = Vec::new();
+    for member in queue.drain(..) {
+        let clashes = group
+            .iter()
+            .any(|m| m.entity.key == member.entity.key || m.token == member.token);
+        if clashes || group.len() == MAX_GROUP {
+            rest.push(member);
+        } else {
+            group.push(member);
+        }
+    }
+    *queue = rest;
+    group
+}
+
+/// The sends and acks the members' colocated commits take along, together.
+fn along(group: &[Member]) -> Option<Queued> {
+    let mut all: Option<Queued> = None;
+    for queued in group.iter().filter_map(|m| m.queued.as_ref()) {
+        let all = all.get_or_insert_with(Queued::default);
+        all.send.extend(queued.send.iter().cloned());
+        all.ack.extend(queued.ack.iter().cloned());
+    }
+    all
+}
+
+/// A failed group write: its error for a commit alone; a larger group's
+/// members write alone (the write may have happened).
+fn answer_failed(group: Vec<Member>, error: StoreError) -> Option<Loaded> {
+    match <[Member; 1]>::try_from(group) {
+        Ok([alone]) => {
+            let _ = alone.answer.send(Answer::Failed(error.into()));
+        }
+        Err(group) => answer_all(group, || Answer::Alone),
+    }
+    None
+}
+
+fn answer_all(group: Vec<Member>, mut answer: impl FnMut() -> Answer) {
+    for member in group {
+        // A commit that stopped waiting (a cancelled task) needs no answer.
+        let _ = member.answer.send(answer());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::env::ThreadRandom;
+    use crate::fault::{FaultyStore, StoreFaults};
+    use crate::memory::{MemoryStore, MemoryTransport};
+    use crate::record::EntityRecord;
+    use crate::store::{Precondition, Store};
+
+    const HOLDER: &str = "s/holder";
+
+    fn id(name: &str) -> MessageId {
+        MessageId::derived("test", name)
+    }
+
+    /// A store whose holder record holds the tokens `names`; the holder as
+    /// read.
+    async fn store_with_holder(names: &[&str]) -> (Arc<MemoryStore>, Loaded) {
+        let store = Arc::new(MemoryStore::new().atomic_multi_key(true));
+        let mut record = EntityRecord::default();
+        record.tokens.extend(names.iter().map(|n| id(n)));
+        store
+            .put(HOLDER, record.encode(), Precondition::Absent)
+            .await
+            .expect("holder written");
+        let read = read_record(store.as_ref(), HOLDER).await.expect("read");
+        (store, read)
+    }
+
+    fn endpoint(store: Arc<dyn Store>) -> Endpoint {
+        Endpoint::builder("e", store, Arc::new(MemoryTransport::new()))
+            .build()
+            .expect("valid endpoint")
+    }
+
+    /// The commit of entity `e/<name>` (created) consuming token `name`.
+    fn queue<'a>(core: &'a Core, name: &str) -> Ticket<'a> {
+        let entity = Write {
+            key: format!("e/{name}"),
+            value: Bytes::from_static(b"state"),
+            precondition: Precondition::Absent,
+        };
+        core.consumes.queue(HOLDER, entity, id(name), None)
+    }
+
+    async fn tokens_left(store: &MemoryStore) -> Vec<MessageId> {
+        let holder = read_record(store, HOLDER).await.expect("read");
+        holder.record.tokens.into_iter().collect()
+    }
+
+    fn written(answer: Answer) -> Version {
+        match answer {
+            Answer::Written(version) => version,
+            Answer::Lost => panic!("lost"),
+            Answer::Failed(e) => panic!("failed: {e:?}"),
+            Answer::Alone => panic!("left alone"),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_commits_are_written_in_one_group_and_the_holder_forgotten() {
+        let (store, read) = store_with_holder(&["a", "b", "c", "other"]).await;
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        let tickets: Vec<Ticket> = ["a", "b", "c"].iter().map(|n| queue(core, n)).collect();
+        let mut versions = Vec::new();
+        for ticket in tickets {
+            versions.push(written(core.commit_queued(ticket, read.clone()).await));
+        }
+        assert_eq!(core.stats.snapshot().shared_consumes, 3, "one group of 3");
+        for (name, version) in ["a", "b", "c"].iter().zip(versions) {
+            let entity = store.get(&format!("e/{name}")).await.unwrap();
+            assert_eq!(entity.map(|v| v.version), Some(version));
+        }
+        assert_eq!(tokens_left(&store).await, [id("other")]);
+        assert!(lock(&core.consumes.holders).is_empty(), "holder forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_token_gone_from_the_holder_read_again_loses_and_the_rest_are_written() {
+        let (store, stale) = store_with_holder(&["a", "b", "c"]).await;
+        // Another copy of b consumed its token after this read.
+        let mut now = stale.record.clone();
+        now.tokens.remove(&id("b"));
+        store
+            .put(HOLDER, now.encode(), stale.precondition())
+            .await
+            .expect("b consumed");
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        let (a, b, c) = (queue(core, "a"), queue(core, "b"), queue(core, "c"));
+        written(core.commit_queued(a, stale.clone()).await);
+        assert!(matches!(
+            core.commit_queued(b, stale.clone()).await,
+            Answer::Lost
+        ));
+        written(core.commit_queued(c, stale.clone()).await);
+        assert!(store.get("e/b").await.unwrap().is_none(), "b not written");
+        assert!(tokens_left(&store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_entity_changed_loses_and_the_rest_are_written() {
+        let (store, read) = store_with_holder(&["a", "b"]).await;
+        store
+            .put("e/b", Bytes::from_static(b"earlier"), Precondition::Absent)
+            .await
+            .expect("e/b written");
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        let (a, b) = (queue(core, "a"), queue(core, "b"));
+        written(core.commit_queued(a, read.clone()).await);
+        assert!(matches!(
+            core.commit_queued(b, read.clone()).await,
+            Answer::Lost
+        ));
+        assert_eq!(tokens_left(&store).await, [id("b")], "b's token stays");
+    }
+
+    #[tokio::test]
+    async fn commits_of_one_entity_or_token_go_in_different_groups() {
+        let (store, read) = store_with_holder(&["a"]).await;
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        // Two copies of one message: the first is written, the second finds
+        // the token consumed.
+        let (first, second) = (queue(core, "a"), queue(core, "a"));
+        written(core.commit_queued(first, read.clone()).await);
+        assert!(matches!(
+            core.commit_queued(second, read.clone()).await,
+            Answer::Lost
+        ));
+        assert_eq!(core.stats.snapshot().shared_consumes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_leaves_its_commits_to_write_alone() {
+        let (store, read) = store_with_holder(&["a", "b"]).await;
+        let down = Arc::new(FaultyStore::new(
+            store,
+            StoreFaults {
+                unavailable_ppm: 1_000_000,
+                ..StoreFaults::default()
+            },
+            Arc::new(ThreadRandom),
+        ));
+        let endpoint = endpoint(down);
+        let core = endpoint.core();
+        let (a, b) = (queue(core, "a"), queue(core, "b"));
+        assert!(matches!(
+            core.commit_queued(a, read.clone()).await,
+            Answer::Alone
+        ));
+        assert!(matches!(
+            core.commit_queued(b, read.clone()).await,
+            Answer::Alone
+        ));
+        let alone = queue(core, "a");
+        assert!(matches!(
+            core.commit_queued(alone, read.clone()).await,
+            Answer::Failed(AttemptError::Retry(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_attempt_stopped_waiting_is_not_written() {
+        let (store, read) = store_with_holder(&["a", "b"]).await;
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        let (a, b) = (queue(core, "a"), queue(core, "b"));
+        drop(a);
+        written(core.commit_queued(b, read.clone()).await);
+        assert!(store.get("e/a").await.unwrap().is_none(), "a not written");
+        assert_eq!(tokens_left(&store).await, [id("a")]);
+    }
+}
