@@ -285,6 +285,12 @@ async fn commits_that_send_and_ack_in_one_transaction_lose_and_duplicate_nothing
             config.batch > 1 || report.grouped_intents > 0,
             "sends that met created their intents and messages in one transaction: {report}"
         );
+        // Commits consuming from one holder met: one transaction of their
+        // entities, the holder, their sends and their acks.
+        assert!(
+            report.shared_consumes > config.schedules / 10,
+            "commits consuming from one holder were written together: {report}"
+        );
     }
 }
 

@@ -368,6 +368,10 @@ mod tests {
         holder.record.tokens.into_iter().collect()
     }
 
+    fn lost(answer: Answer) -> bool {
+        matches!(answer, Answer::Lost)
+    }
+
     fn written(answer: Answer) -> Version {
         match answer {
             Answer::Written(version) => version,
@@ -410,10 +414,7 @@ mod tests {
         let core = endpoint.core();
         let (a, b, c) = (queue(core, "a"), queue(core, "b"), queue(core, "c"));
         written(core.commit_queued(a, stale.clone()).await);
-        assert!(matches!(
-            core.commit_queued(b, stale.clone()).await,
-            Answer::Lost
-        ));
+        assert!(lost(core.commit_queued(b, stale.clone()).await));
         written(core.commit_queued(c, stale.clone()).await);
         assert!(store.get("e/b").await.unwrap().is_none(), "b not written");
         assert!(tokens_left(&store).await.is_empty());
@@ -430,10 +431,7 @@ mod tests {
         let core = endpoint.core();
         let (a, b) = (queue(core, "a"), queue(core, "b"));
         written(core.commit_queued(a, read.clone()).await);
-        assert!(matches!(
-            core.commit_queued(b, read.clone()).await,
-            Answer::Lost
-        ));
+        assert!(lost(core.commit_queued(b, read.clone()).await));
         assert_eq!(tokens_left(&store).await, [id("b")], "b's token stays");
     }
 
@@ -446,10 +444,7 @@ mod tests {
         // the token consumed.
         let (first, second) = (queue(core, "a"), queue(core, "a"));
         written(core.commit_queued(first, read.clone()).await);
-        assert!(matches!(
-            core.commit_queued(second, read.clone()).await,
-            Answer::Lost
-        ));
+        assert!(lost(core.commit_queued(second, read.clone()).await));
         assert_eq!(core.stats.snapshot().shared_consumes, 0);
     }
 
