@@ -354,7 +354,8 @@ impl Sender {
             |_| Vec::new(),
             |_| {},
         )
-        .await;
+        .await
+        .groups;
         // Written in the batch: sent together. Not written (sent before
         // under this id, or the batch write failed): decided one at a time
         // afterwards, with the repeats (a conflict is read, not trusted).

@@ -448,7 +448,8 @@ impl Core {
             if !holder.record.tokens.contains(&token.id) {
                 break;
             }
-            let consumed = holder_without(&token.record, &holder, [token.id]);
+            let consumed =
+                record_write(&token.record, &holder, &holder.record.consumed(&[token.id]));
             let writes = vec![entity.clone(), consumed];
             match self.put_all(writes, queued).instrument(span.clone()).await {
                 Ok(versions) => {
@@ -833,6 +834,15 @@ impl Prepared {
 /// them consumes from another record. Every one of `commits` must have read
 /// the same holder, at the same version (a batch's one read).
 pub(crate) fn consumed_write<'a>(commits: impl IntoIterator<Item = &'a Prepared>) -> Option<Write> {
+    let (key, read, consumed) = consumed_holder(commits)?;
+    Some(record_write(key, read, &consumed))
+}
+
+/// The token holder `commits` consume from, as [`consumed_write`] writes
+/// it: its key, the holder as read, and the record without their tokens.
+pub(crate) fn consumed_holder<'a>(
+    commits: impl IntoIterator<Item = &'a Prepared>,
+) -> Option<(&'a str, &'a Loaded, EntityRecord)> {
     let mut consumes = commits.into_iter().filter_map(|p| match &p.consume {
         Some(Consume::Holder(holder, token)) => Some((holder.as_ref(), token)),
         _ => None,
@@ -842,18 +852,8 @@ pub(crate) fn consumed_write<'a>(commits: impl IntoIterator<Item = &'a Prepared>
         debug_assert_eq!(other.version, holder.version, "one read of the holder");
         token.id
     });
-    Some(holder_without(
-        &token.record,
-        holder,
-        std::iter::once(token.id).chain(others),
-    ))
-}
-
-/// The write of the token holder at `key`, as read, without the tokens
-/// `ids`.
-fn holder_without(key: &str, holder: &Loaded, ids: impl IntoIterator<Item = MessageId>) -> Write {
-    let ids: Vec<MessageId> = ids.into_iter().collect();
-    record_write(key, holder, &holder.record.consumed(&ids))
+    let ids: Vec<MessageId> = std::iter::once(token.id).chain(others).collect();
+    Some((&token.record, holder, holder.record.consumed(&ids)))
 }
 
 /// How a commit consumes the incoming token.

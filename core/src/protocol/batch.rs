@@ -32,7 +32,8 @@ use std::sync::Arc;
 
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::attempt::{Job, Prepared, Queued, commit_attempt, consumed_write};
+use super::attempt::{Job, Prepared, Queued, commit_attempt, consumed_holder, consumed_write};
+use super::consume_group::{Watch, Writers};
 use super::stats::Counter;
 use super::{AttemptError, Core, Mutant, Outcome, Probe, Step, pause};
 use crate::blob::CLAIM_HEADER;
@@ -228,6 +229,10 @@ impl Core {
         };
         // Steps 1–2: one read of every entity and token holder.
         pause(probe, Step::Load).await;
+        let watch = self.watches_holders().then(|| {
+            let holders = members.iter().filter_map(|m| m.holder.as_deref());
+            self.consumes.watch(holders)
+        });
         let keys = read_keys(&members);
         let read = match self.store.get_all(&keys.all).await {
             Ok(read) => read,
@@ -260,7 +265,7 @@ impl Core {
         }
         // Step 3: every commit at once.
         pause(probe, Step::Commit).await;
-        let (committed, refused) = self.commit_all(ready).await;
+        let (committed, refused) = self.commit_all(ready, watch.as_ref()).await;
         give_back(refused, &mut back);
         // Steps 4 and 6 done in the commit's transaction.
         let (in_commit, committed): (Vec<_>, Vec<_>) =
@@ -349,7 +354,11 @@ impl Core {
     /// Step 3's writes of every member: one `put_all` where the store
     /// writes keys atomically, otherwise one write each, side by side. Returns the
     /// committed members and the refused ones.
-    async fn commit_all(&self, mut ready: Vec<Ready>) -> (Vec<Committed>, Vec<Member>) {
+    async fn commit_all(
+        &self,
+        mut ready: Vec<Ready>,
+        watch: Option<&Watch<'_>>,
+    ) -> (Vec<Committed>, Vec<Member>) {
         let atomic = self.store.capabilities().atomic_multi_key;
         let mut committed = Vec::with_capacity(ready.len());
         let mut refused = Vec::new();
@@ -366,7 +375,7 @@ impl Core {
             .collect();
         let done_in_commit: Vec<bool> = queued.iter().map(Option::is_some).collect();
         let written: Vec<Result<Version, AttemptError>> = if atomic {
-            self.put_members(&mut ready, queued)
+            self.put_members(&mut ready, queued, watch)
                 .await
                 .into_iter()
                 .map(|v| v.ok_or_else(|| AttemptError::Retry("not written in the batch".into())))
@@ -410,12 +419,17 @@ impl Core {
     /// those whose tokens are still in it, a few times at most — as a
     /// commit one at a time reads its holder again (`commit_consuming`);
     /// the holder is then read later than the entities, as the protocol
-    /// allows. Returns each member's entity version, `None` for those not
-    /// written.
+    /// allows. With `watch`, the batch holds its holders' writers while it
+    /// writes: this endpoint's other commits to them wait instead of
+    /// racing it, and a holder one of them wrote since the batch read it
+    /// is taken as read ([`Writers::written_since`]), as a commit one at a
+    /// time takes the holder its group wrote last. Returns each member's
+    /// entity version, `None` for those not written.
     async fn put_members(
         &self,
         ready: &mut [Ready],
         queued: Vec<Option<Queued>>,
+        watch: Option<&Watch<'_>>,
     ) -> Vec<Option<Version>> {
         let merge = self.merges_holders();
         let groups: Vec<Group> = ready
@@ -437,11 +451,24 @@ impl Core {
         let mut lost: Vec<String> = Vec::new();
         let mut written: Vec<Option<Vec<Version>>> = vec![None; groups.len()];
         let mut live: Vec<usize> = (0..groups.len()).collect();
+        let mut writers = match watch {
+            Some(watch) => Some(watch.lock().await),
+            None => None,
+        };
+        if let Some(writers) = &writers {
+            // A token gone from a holder written since: another copy
+            // consumed it; the one-at-a-time path decides.
+            live.retain(|&i| rebase_on_written(&mut ready[i].prepared, writers));
+        }
         for _ in 0..HOLDER_ROUNDS {
             let mut lost_now = Vec::new();
-            let got = self
+            let put = self
                 .put_some(ready, &groups, live.clone(), &mut lost_now)
                 .await;
+            if let Some(writers) = writers.as_mut() {
+                keep_written_holders(ready, &put, writers);
+            }
+            let got = put.groups;
             let again: Vec<usize> = live
                 .into_iter()
                 .filter(|&i| {
@@ -489,7 +516,7 @@ impl Core {
         groups: &[Group],
         live: Vec<usize>,
         lost: &mut Vec<String>,
-    ) -> Vec<Option<Vec<Version>>> {
+    ) -> Put {
         let merge = self.merges_holders();
         let holders = |live: &[usize]| match merge {
             true => holder_writes(live.iter().map(|&i| &ready[i].prepared)),
@@ -543,6 +570,13 @@ impl Core {
     /// them (the protocol), or each their own copy (a broken variant).
     fn merges_holders(&self) -> bool {
         !self.is(Mutant::BatchSharedKeys) && !self.is(Mutant::BatchHolderPerMember)
+    }
+
+    /// Whether a batch holds its token holders' writers while it writes
+    /// them, as grouped consumes do: where it writes each holder once, in
+    /// one `put_all`, on the current paths.
+    fn watches_holders(&self) -> bool {
+        self.store.capabilities().atomic_multi_key && self.merges_holders() && self.current_paths()
     }
 
     /// Counts the members one `put_all` wrote with another member's token
@@ -636,6 +670,32 @@ impl Core {
     }
 }
 
+/// Takes the holder this endpoint wrote since the batch read it, if any,
+/// as `prepared`'s; `false` when its token is gone from it.
+fn rebase_on_written(prepared: &mut Prepared, writers: &Writers<'_>) -> bool {
+    let written = prepared.holder_key().and_then(|h| writers.written_since(h));
+    match written {
+        Some(holder) => prepared.rebase_holder(holder),
+        None => true,
+    }
+}
+
+/// Keeps each holder `put` wrote as the members written consumed from it,
+/// for the next commits to it.
+fn keep_written_holders(ready: &[Ready], put: &Put, writers: &mut Writers<'_>) {
+    for (key, version) in &put.shared {
+        let members = ready
+            .iter()
+            .zip(&put.groups)
+            .filter(|(r, g)| g.is_some() && r.prepared.holder_key() == Some(key.as_str()))
+            .map(|(r, _)| &r.prepared);
+        if let Some((_, _, record)) = consumed_holder(members) {
+            let version = Some(version.clone());
+            writers.wrote(key, Loaded { record, version });
+        }
+    }
+}
+
 /// The write of each token holder `commits` consume from (another record
 /// than their entity's): one per holder, without all their tokens there,
 /// in the order the holders first appear.
@@ -688,8 +748,7 @@ impl From<Vec<Write>> for Group {
 /// are written again without them — and the shared writes built again
 /// without them — so one lost race costs one message its place in the
 /// batch, not the whole batch; `lost` is called with the key for each
-/// group taken out. Returns each group's versions (of its own writes),
-/// `None` for a group not written.
+/// group taken out. Returns what was written.
 pub(crate) async fn put_groups(
     store: &dyn Store,
     unit: Option<&dyn Colocated>,
@@ -697,13 +756,18 @@ pub(crate) async fn put_groups(
     mut live: Vec<usize>,
     shared: impl Fn(&[usize]) -> Vec<Write>,
     mut lost: impl FnMut(&str),
-) -> Vec<Option<Vec<Version>>> {
-    let mut written = vec![None; groups.len()];
+) -> Put {
+    let mut put = Put {
+        groups: vec![None; groups.len()],
+        shared: Vec::new(),
+    };
     while !live.is_empty() {
+        let shared = shared(&live);
+        let shared_keys: Vec<String> = shared.iter().map(|w| w.key.clone()).collect();
         let writes = live
             .iter()
             .flat_map(|g| groups[*g].writes.clone())
-            .chain(shared(&live))
+            .chain(shared)
             .collect();
         let send: Vec<Outgoing> = live
             .iter()
@@ -724,8 +788,9 @@ pub(crate) async fn put_groups(
                 let mut versions = versions.into_iter();
                 for g in live {
                     let n = groups[g].writes.len();
-                    written[g] = Some(versions.by_ref().take(n).collect());
+                    put.groups[g] = Some(versions.by_ref().take(n).collect());
                 }
+                put.shared = shared_keys.into_iter().zip(versions).collect();
                 break;
             }
             Err(StoreError::Conflict { key }) => {
@@ -747,7 +812,16 @@ pub(crate) async fn put_groups(
             }
         }
     }
-    written
+    put
+}
+
+/// What one [`put_groups`] wrote.
+pub(crate) struct Put {
+    /// Each group's versions (of its own writes), `None` for a group not
+    /// written.
+    pub groups: Vec<Option<Vec<Version>>>,
+    /// The shared writes made, by key, with their versions.
+    pub shared: Vec<(String, Version)>,
 }
 
 #[cfg(test)]
@@ -799,7 +873,8 @@ mod tests {
         let written = put_groups(&store, None, &sharing(), (0..3).collect(), listing, |_| {
             lost += 1
         })
-        .await;
+        .await
+        .groups;
         assert_eq!(lost, 1);
         assert_eq!(
             written.iter().map(Option::is_some).collect::<Vec<_>>(),
@@ -832,7 +907,8 @@ mod tests {
             },
             |_| lost += 1,
         )
-        .await;
+        .await
+        .groups;
         assert_eq!(lost, 3);
         assert_eq!(
             written.iter().map(Option::is_some).collect::<Vec<_>>(),

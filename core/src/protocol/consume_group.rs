@@ -23,8 +23,19 @@
 //! may not have happened: a commit alone gets the error, as it would have;
 //! the commits of a larger group are answered `Alone` and write on their
 //! own, where a write that did happen shows as a conflict.
+//!
+//! A batch consumes the tokens its members share from one holder in its
+//! own `put_all`; across batches (and against the commits queued here) it
+//! takes part through the same writers: it watches its holders before it
+//! reads them ([`ConsumeGroups::watch`]), holds their writers, in key order,
+//! while it writes ([`Watch::lock`]), starts from a holder this endpoint
+//! wrote since its read ([`Writers::written_since`]) and leaves the holder
+//! as it wrote it for whoever writes next ([`Writers::wrote`]). Two workers'
+//! batches with copies of one sender's messages then write its record one
+//! after the other instead of racing for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -56,6 +67,17 @@ struct Holder {
     queue: Mutex<Vec<Member>>,
     /// The writer, keeping the holder's record as it last wrote it.
     writer: tokio::sync::Mutex<Option<Loaded>>,
+    /// How many times the writer's record was set: a batch that saw this
+    /// before its read knows whether the record was written since.
+    writes: AtomicU64,
+}
+
+/// One user's share of a holder's entry in the map: the entry is
+/// forgotten when the last share goes.
+struct Share<'a> {
+    groups: &'a ConsumeGroups,
+    key: String,
+    holder: Arc<Holder>,
 }
 
 /// A queued commit: its entity's write, the token it consumes, what a
@@ -82,10 +104,28 @@ pub(crate) enum Answer {
 
 /// A queued commit's claim on its answer.
 pub(crate) struct Ticket<'a> {
-    groups: &'a ConsumeGroups,
-    key: String,
-    holder: Arc<Holder>,
+    share: Share<'a>,
     answer: oneshot::Receiver<Answer>,
+}
+
+/// A batch's watch on the holders its members consume from, taken before
+/// it reads them, in key order.
+pub(crate) struct Watch<'a> {
+    shares: Vec<(Share<'a>, u64)>,
+}
+
+/// The writers of a batch's holders, held while it writes them.
+pub(crate) struct Writers<'a> {
+    held: Vec<Held<'a>>,
+}
+
+/// One held writer: the holder as last written by this endpoint, and
+/// whether that was after the batch read it.
+struct Held<'a> {
+    key: &'a str,
+    holder: &'a Holder,
+    seen: u64,
+    last: tokio::sync::MutexGuard<'a, Option<Loaded>>,
 }
 
 impl ConsumeGroups {
@@ -99,30 +139,53 @@ impl ConsumeGroups {
         queued: Option<Queued>,
     ) -> Ticket<'_> {
         let (answer, receiver) = oneshot::channel();
-        let shared = lock(&self.holders)
-            .entry(holder.to_owned())
-            .or_default()
-            .clone();
-        lock(&shared.queue).push(Member {
+        let share = self.share(holder);
+        lock(&share.holder.queue).push(Member {
             entity,
             token,
             queued,
             answer,
         });
         Ticket {
-            groups: self,
-            key: holder.to_owned(),
-            holder: shared,
+            share,
             answer: receiver,
+        }
+    }
+
+    /// Watches the holders at `keys` for a batch about to read them.
+    pub(crate) fn watch<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Watch<'_> {
+        let mut keys: Vec<&str> = keys.into_iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let shares = keys
+            .into_iter()
+            .map(|key| {
+                let share = self.share(key);
+                let seen = share.holder.writes.load(Ordering::Acquire);
+                (share, seen)
+            })
+            .collect();
+        Watch { shares }
+    }
+
+    fn share(&self, key: &str) -> Share<'_> {
+        let holder = lock(&self.holders)
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        Share {
+            groups: self,
+            key: key.to_owned(),
+            holder,
         }
     }
 }
 
-impl Drop for Ticket<'_> {
+impl Drop for Share<'_> {
     fn drop(&mut self) {
         let mut holders = lock(&self.groups.holders);
-        // Tickets take their share under this lock: the map's and this
-        // one's are the last, so nobody waits on this holder any more.
+        // Shares are taken under this lock: the map's and this one's are
+        // the last, so nobody waits on this holder any more.
         if Arc::strong_count(&self.holder) == 2
             && holders
                 .get(&self.key)
@@ -133,6 +196,48 @@ impl Drop for Ticket<'_> {
     }
 }
 
+impl Watch<'_> {
+    /// Takes every watched holder's writer, in key order (so batches that
+    /// share holders never wait on each other in a cycle): commits to
+    /// them from this endpoint wait until the batch has written.
+    pub(crate) async fn lock(&self) -> Writers<'_> {
+        let mut held = Vec::with_capacity(self.shares.len());
+        for (share, seen) in &self.shares {
+            held.push(Held {
+                key: &share.key,
+                holder: &share.holder,
+                seen: *seen,
+                last: share.holder.writer.lock().await,
+            });
+        }
+        Writers { held }
+    }
+}
+
+impl Writers<'_> {
+    /// The holder at `key` as this endpoint wrote it after the batch began
+    /// to read it: newer than the batch's read, unless someone else wrote
+    /// it in between.
+    pub(crate) fn written_since(&self, key: &str) -> Option<&Loaded> {
+        let held = self.held.iter().find(|h| h.key == key)?;
+        let written = held.holder.writes.load(Ordering::Acquire) != held.seen;
+        held.last.as_ref().filter(|_| written)
+    }
+
+    /// Keeps `record` as the holder at `key` was just written.
+    pub(crate) fn wrote(&mut self, key: &str, record: Loaded) {
+        if let Some(held) = self.held.iter_mut().find(|h| h.key == key) {
+            set(&mut held.last, held.holder, Some(record));
+        }
+    }
+}
+
+/// Sets the holder's record as last written, counting the write.
+fn set(last: &mut Option<Loaded>, holder: &Holder, record: Option<Loaded>) {
+    *last = record;
+    holder.writes.fetch_add(1, Ordering::AcqRel);
+}
+
 impl Core {
     /// Waits until the commit behind `ticket` was written or refused,
     /// writing the holder's queued groups itself when it gets the writer
@@ -141,7 +246,7 @@ impl Core {
         let mut read = Some(read);
         // Whichever comes first: the answer (another commit wrote this
         // one) or the writer.
-        let holder = ticket.holder.clone();
+        let holder = ticket.share.holder.clone();
         let mut last = tokio::select! {
             biased;
             answer = &mut ticket.answer => return answer.unwrap_or(Answer::Alone),
@@ -160,7 +265,8 @@ impl Core {
                 return Answer::Alone;
             }
             let copy = last.take().or_else(|| read.take());
-            *last = self.write_group(&ticket.key, group, copy).await;
+            let written = self.write_group(&ticket.share.key, group, copy).await;
+            set(&mut last, &holder, written);
         }
     }
 
@@ -487,5 +593,47 @@ mod tests {
         written(core.commit_queued(b, read.clone()).await);
         assert!(store.get("e/a").await.unwrap().is_none(), "a not written");
         assert_eq!(tokens_left(&store).await, [id("a")]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_watching_a_holder_takes_what_was_written_since_and_holds_commits_off() {
+        let (store, read) = store_with_holder(&["a", "b", "c"]).await;
+        let endpoint = endpoint(store.clone());
+        let core = endpoint.core();
+        let before = core.consumes.watch([HOLDER]);
+        written(core.commit_queued(queue(core, "a"), read.clone()).await);
+        let after = core.consumes.watch([HOLDER, HOLDER]);
+        let stored = read_record(store.as_ref(), HOLDER).await.expect("read");
+        {
+            let writers = before.lock().await;
+            let since = writers.written_since(HOLDER).expect("written since");
+            assert_eq!(since.version, stored.version);
+            assert!(!since.record.tokens.contains(&id("a")));
+        }
+        let mut writers = after.lock().await;
+        assert!(writers.written_since(HOLDER).is_none(), "not since");
+        // Holding the writer, the batch consumes c; b's commit waits.
+        let mut commit = std::pin::pin!(core.commit_queued(queue(core, "b"), read.clone()));
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(20), &mut commit);
+        assert!(wait.await.is_err(), "b waits for the batch");
+        let consumed = stored.record.consumed(&[id("c")]);
+        let version = store
+            .put(HOLDER, consumed.encode(), stored.precondition())
+            .await
+            .expect("the batch's write");
+        writers.wrote(
+            HOLDER,
+            Loaded {
+                record: consumed,
+                version: Some(version),
+            },
+        );
+        drop(writers);
+        // b starts from the batch's write, not from its own stale read.
+        written(commit.await);
+        assert_eq!(core.stats.snapshot().bookkeeping_conflicts, 0);
+        assert!(tokens_left(&store).await.is_empty());
+        drop((before, after));
+        assert!(lock(&core.consumes.holders).is_empty(), "holder forgotten");
     }
 }
