@@ -468,6 +468,11 @@ async fn catches_consumes_grouped_on_trust_of_a_failed_write() {
     .await;
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn catches_a_batch_that_keeps_a_holder_it_wrote_as_it_read_it() {
+    catches_with_put_all(Mutant::BatchKeepsHolderAsRead, 4, ViolationKind::Duplicated).await;
+}
+
 /// A queue whose receive failed may still hold messages. The harness must
 /// drain on until every queue has answered, not count a failed receive as
 /// an empty queue and check while messages are still queued (which would

@@ -151,7 +151,11 @@ impl Core {
     fn batches(&self) -> bool {
         matches!(
             self.config.mutant,
-            None | Some(Mutant::BatchSharedKeys | Mutant::BatchHolderPerMember)
+            None | Some(
+                Mutant::BatchSharedKeys
+                    | Mutant::BatchHolderPerMember
+                    | Mutant::BatchKeepsHolderAsRead
+            )
         )
     }
 
@@ -466,7 +470,8 @@ impl Core {
                 .put_some(ready, &groups, live.clone(), &mut lost_now)
                 .await;
             if let Some(writers) = writers.as_mut() {
-                keep_written_holders(ready, &put, writers);
+                let as_read = self.is(Mutant::BatchKeepsHolderAsRead);
+                keep_written_holders(ready, &put, writers, as_read);
             }
             let got = put.groups;
             let again: Vec<usize> = live
@@ -681,15 +686,21 @@ fn rebase_on_written(prepared: &mut Prepared, writers: &Writers<'_>) -> bool {
 }
 
 /// Keeps each holder `put` wrote as the members written consumed from it,
-/// for the next commits to it.
-fn keep_written_holders(ready: &[Ready], put: &Put, writers: &mut Writers<'_>) {
+/// for the next commits to it (`as_read`: as they read it, a broken
+/// variant).
+fn keep_written_holders(ready: &[Ready], put: &Put, writers: &mut Writers<'_>, as_read: bool) {
     for (key, version) in &put.shared {
         let members = ready
             .iter()
             .zip(&put.groups)
             .filter(|(r, g)| g.is_some() && r.prepared.holder_key() == Some(key.as_str()))
             .map(|(r, _)| &r.prepared);
-        if let Some((_, _, record)) = consumed_holder(members) {
+        if let Some((_, read, consumed)) = consumed_holder(members) {
+            let record = if as_read {
+                read.record.clone()
+            } else {
+                consumed
+            };
             let version = Some(version.clone());
             writers.wrote(key, Loaded { record, version });
         }

@@ -61,6 +61,12 @@ pub enum Mutant {
     /// committed (send, ack) while neither their state nor the consume of
     /// their tokens was written, so their effects are lost.
     ConsumeGroupTrustsFailedWrite,
+    /// A batch keeps a token holder it wrote as it had read it (the tokens
+    /// it consumed still in) under the version it wrote: the next batch or
+    /// group of this endpoint that consumes from it starts from that copy
+    /// and writes those tokens back, and a later copy of one of their
+    /// messages runs the handler again.
+    BatchKeepsHolderAsRead,
 }
 
 impl Mutant {
@@ -78,11 +84,12 @@ impl Mutant {
                 | Mutant::LeaveUnconsumed
                 | Mutant::GroupTrustsFailedWrite
                 | Mutant::ConsumeGroupTrustsFailedWrite
+                | Mutant::BatchKeepsHolderAsRead
         )
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 13] = [
+    pub const ALL: [Mutant; 14] = [
         Mutant::CheckTokenBeforeLoad,
         Mutant::RecreateTokenAtDispatch,
         Mutant::DropWithoutReread,
@@ -96,5 +103,6 @@ impl Mutant {
         Mutant::LeaveUnconsumed,
         Mutant::GroupTrustsFailedWrite,
         Mutant::ConsumeGroupTrustsFailedWrite,
+        Mutant::BatchKeepsHolderAsRead,
     ];
 }
