@@ -41,7 +41,7 @@ use crate::colocated::Colocated;
 use crate::endpoint::Guarantee;
 use crate::error::StoreError;
 use crate::handler::ErasedHandler;
-use crate::record::Loaded;
+use crate::record::{INTENT_PREFIX, Loaded};
 use crate::store::{Store, Version, Versioned, Write};
 use crate::transport::{Delivery, Outgoing, Receipt};
 
@@ -234,8 +234,13 @@ impl Core {
         // Steps 1–2: one read of every entity and token holder.
         pause(probe, Step::Load).await;
         let watch = self.watches_holders().then(|| {
+            // A `Sender`'s intent record holds one message's token: only
+            // copies of that message consume there, and they race for its
+            // entity anyway. Records that send several messages are
+            // watched.
             let holders = members.iter().filter_map(|m| m.holder.as_deref());
-            self.consumes.watch(holders)
+            self.consumes
+                .watch(holders.filter(|h| !h.starts_with(INTENT_PREFIX)))
         });
         let keys = read_keys(&members);
         let read = match self.store.get_all(&keys.all).await {
