@@ -690,11 +690,15 @@ fn rebase_on_written(prepared: &mut Prepared, writers: &Writers<'_>) -> bool {
     }
 }
 
-/// Keeps each holder `put` wrote as the members written consumed from it,
-/// for the next commits to it (`as_read`: as they read it, a broken
-/// variant).
+/// Keeps each watched holder `put` wrote as the members written consumed
+/// from it, for the next commits to it (`as_read`: as they read it, a
+/// broken variant). Holders not watched (intent records) are skipped
+/// before any record is built.
 fn keep_written_holders(ready: &[Ready], put: &Put, writers: &mut Writers<'_>, as_read: bool) {
     for (key, version) in &put.shared {
+        if !writers.holds(key) {
+            continue;
+        }
         let members = ready
             .iter()
             .zip(&put.groups)

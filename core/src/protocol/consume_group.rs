@@ -224,6 +224,11 @@ impl Writers<'_> {
         held.last.as_ref().filter(|_| written)
     }
 
+    /// Whether the batch holds the writer of the holder at `key`.
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        self.held.iter().any(|h| h.key == key)
+    }
+
     /// Keeps `record` as the holder at `key` was just written.
     pub(crate) fn wrote(&mut self, key: &str, record: Loaded) {
         if let Some(held) = self.held.iter_mut().find(|h| h.key == key) {
