@@ -18,6 +18,7 @@ pub(crate) mod dispatched;
 mod error_queue;
 pub(crate) mod finish;
 mod mutant;
+pub(crate) mod put_groups;
 mod stats;
 pub(crate) mod sweeper;
 
