@@ -56,33 +56,20 @@ pub(super) async fn run_one(
     let clock = Arc::new(ManualClock::starting_at(1_700_000_000_000));
     let fault_random: Arc<dyn Random> =
         Arc::new(SeededRandom::new(seed.wrapping_mul(31).wrapping_add(7)));
-    let backend = factory(ScheduleEnv {
+    // What every factory of the schedule gets: its seed, clock and faults.
+    let schedule_env = || ScheduleEnv {
         seed,
         clock: clock.clone(),
         random: fault_random.clone(),
-    })
-    .await;
+    };
+    let backend = factory(schedule_env()).await;
     let env = Env::seeded(seed, clock.clone());
     let calls = match &config.calls {
-        Some(factory) => Some(
-            factory(ScheduleEnv {
-                seed,
-                clock: clock.clone(),
-                random: fault_random.clone(),
-            })
-            .await,
-        ),
+        Some(factory) => Some(factory(schedule_env()).await),
         None => None,
     };
     let blobs = match &config.blobs {
-        Some(factory) => Some(
-            factory(ScheduleEnv {
-                seed,
-                clock: clock.clone(),
-                random: fault_random.clone(),
-            })
-            .await,
-        ),
+        Some(factory) => Some(factory(schedule_env()).await),
         None => None,
     };
     let world = World::new(config, &backend, &env, fault_random, calls, blobs);
